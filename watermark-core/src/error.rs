@@ -1,0 +1,114 @@
+//! The one error type of the core. Messages are lower-case, name the offending value, and
+//! never contain key material: a key is always shown by its fingerprint.
+
+use std::path::PathBuf;
+
+/// Everything the core can refuse, so that callers can match on the reason.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file concerned.
+        path: PathBuf,
+        /// The operating system's reason.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A key file exists but is not a tracemark key.
+    #[error("{path}: not a tracemark key file ({reason})")]
+    MalformedKey {
+        /// The key file.
+        path: PathBuf,
+        /// What is wrong with it; never its contents.
+        reason: &'static str,
+    },
+    /// A profile file could not be parsed.
+    #[error("{path}: malformed profile: {reason}")]
+    MalformedProfile {
+        /// The profile file.
+        path: PathBuf,
+        /// The parser's message.
+        reason: String,
+    },
+    /// The profile names a spec version this build does not implement.
+    #[error("profile uses watermark spec {found:?}, this build implements {expected:?}")]
+    SpecMismatch {
+        /// The spec string in the profile.
+        found: String,
+        /// The spec this build implements.
+        expected: &'static str,
+    },
+    /// The key loaded is not the key the profile was made with.
+    #[error("key fingerprint {found} does not match the profile's {expected}: wrong key file")]
+    KeyMismatch {
+        /// Fingerprint of the key that was loaded.
+        found: String,
+        /// Fingerprint recorded in the profile.
+        expected: String,
+    },
+    /// The tokenizer given is not the one the profile is bound to.
+    #[error("tokenizer fingerprint {found} does not match the profile's {expected}: detecting with another tokenizer gives meaningless scores")]
+    TokenizerMismatch {
+        /// Fingerprint of the tokenizer given.
+        found: String,
+        /// Fingerprint recorded in the profile.
+        expected: String,
+    },
+    /// Text detection was asked for but the profile binds no tokenizer.
+    #[error("the profile binds no tokenizer; create it with `tracemark keygen --tokenizer FILE`")]
+    NoTokenizer,
+    /// A tokenizer file could not be loaded.
+    #[error("{path}: cannot load tokenizer: {reason}")]
+    Tokenizer {
+        /// The tokenizer file.
+        path: PathBuf,
+        /// The tokenizer library's message.
+        reason: String,
+    },
+    /// A scheme parameter is out of its range.
+    #[error("invalid watermark parameter: {0}")]
+    InvalidParameter(String),
+    /// A token id is outside the profile's vocabulary.
+    #[error("token id {token} is outside the vocabulary of {vocab_size} tokens")]
+    TokenOutOfVocabulary {
+        /// The offending id.
+        token: u32,
+        /// The vocabulary size in the profile.
+        vocab_size: u32,
+    },
+    /// A logits row is shorter than the vocabulary.
+    #[error("logits row has {len} entries but the vocabulary has {vocab_size} tokens")]
+    RowTooShort {
+        /// Length of the row given.
+        len: usize,
+        /// The vocabulary size in the profile.
+        vocab_size: u32,
+    },
+    /// A batch buffer does not split into the rows and contexts given.
+    #[error("batch shape mismatch: {0}")]
+    BatchShape(String),
+    /// There is nothing to score.
+    #[error("empty input: {0}")]
+    EmptyInput(String),
+    /// The operating system's random number generator failed.
+    #[error("os random number generator failed: {0}")]
+    Rng(String),
+    /// A tensor operation failed (candle adapter).
+    #[cfg(feature = "candle")]
+    #[error("tensor: {0}")]
+    Tensor(#[from] candle_core::Error),
+}
+
+/// The core's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
