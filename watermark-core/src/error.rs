@@ -89,6 +89,9 @@ pub enum Error {
     /// A batch buffer does not split into the rows and contexts given.
     #[error("batch shape mismatch: {0}")]
     BatchShape(String),
+    /// A logits row the sampler cannot draw from.
+    #[error("cannot sample: {0}")]
+    BadLogits(&'static str),
     /// There is nothing to score.
     #[error("empty input: {0}")]
     EmptyInput(String),

@@ -1,0 +1,578 @@
+//! Exact detector statistics, in log space so that p = 1e-1000 stays reportable.
+//!
+//! Binomial tails are sums of pmf terms started at the tail's largest term. Each
+//! `ln pmf` uses Loader's saddle-point form (`stirlerr` + `bd0`, as in R's `dbinom`),
+//! which avoids the cancellation of `ln n!`-sized terms, so it stays accurate to about
+//! 1e-13 relative at n = 1e9. Everything here is std-only and never panics.
+
+use std::f64::consts::{LN_10, PI};
+
+/// ln(2 pi) / 2.
+const LN_SQRT_2PI: f64 = 0.918_938_533_204_672_8;
+
+/// ln Gamma(x) for x > 0: Stirling series for x >= 15, upward recurrence below it.
+/// About 1e-15 relative away from the roots at 1 and 2 (there ~1e-15 absolute; exactly 0 at 1 and 2).
+/// Returns +inf for x <= 0 (unsupported; the poles) and NaN for NaN.
+pub fn ln_gamma(x: f64) -> f64 {
+    if x.is_nan() {
+        return f64::NAN;
+    }
+    if x <= 0.0 {
+        return f64::INFINITY;
+    }
+    if x == 1.0 || x == 2.0 {
+        return 0.0;
+    }
+    if x == f64::INFINITY {
+        return f64::INFINITY;
+    }
+    let mut y = x;
+    let mut prod = 1.0;
+    while y < 15.0 {
+        prod *= y;
+        y += 1.0;
+    }
+    let r = 1.0 / y;
+    let r2 = r * r;
+    let series = r
+        * (1.0 / 12.0
+            - r2 * (1.0 / 360.0
+                - r2 * (1.0 / 1260.0
+                    - r2 * (1.0 / 1680.0
+                        - r2 * (1.0 / 1188.0 - r2 * (691.0 / 360_360.0 - r2 / 156.0))))));
+    (y - 0.5) * y.ln() - y + LN_SQRT_2PI + series - prod.ln()
+}
+
+/// Loader's Stirling error ln(k!) - [(k + 1/2) ln k - k + ln sqrt(2 pi)], for k >= 1.
+fn stirlerr(k: f64) -> f64 {
+    if k <= 15.0 {
+        return ln_gamma(k + 1.0) - (k + 0.5) * k.ln() + k - LN_SQRT_2PI;
+    }
+    let r = 1.0 / k;
+    let r2 = r * r;
+    r * (1.0 / 12.0 - r2 * (1.0 / 360.0 - r2 * (1.0 / 1260.0 - r2 * (1.0 / 1680.0 - r2 / 1188.0))))
+}
+
+/// Loader's deviance term x ln(x/m) + m - x for m = n p, without cancellation near x = m.
+/// The rounding error of n p is recovered with an fma, since it matters when x ~ m ~ 1e9.
+fn bd0(x: f64, n: f64, p: f64) -> f64 {
+    let m = n * p;
+    let d = (x - m) - n.mul_add(p, -m);
+    if d.abs() < 0.1 * (x + m) {
+        let mut v = d / (x + m);
+        let mut s = d * v;
+        let mut ej = 2.0 * x * v;
+        v *= v;
+        for j in 1..1000 {
+            ej *= v;
+            let s1 = s + ej / f64::from(2 * j + 1);
+            if s1 == s {
+                return s1;
+            }
+            s = s1;
+        }
+        return s;
+    }
+    let ratio = x / m;
+    let l = if ratio.is_finite() && ratio > 0.0 {
+        ratio.ln()
+    } else {
+        x.ln() - m.ln()
+    };
+    x * l + m - x
+}
+
+/// ln of a probability given it and its complement, each known to full relative accuracy.
+fn ln_prob(a: f64, b: f64) -> f64 {
+    if a > 0.5 {
+        (-b).ln_1p()
+    } else {
+        a.ln()
+    }
+}
+
+/// ln P(X = k), X ~ Bin(n, p), q = 1 - p, 0 < p < 1, k <= n (Loader 2000).
+fn ln_pmf(n: u64, k: u64, p: f64, q: f64) -> f64 {
+    let nf = n as f64;
+    if k == 0 {
+        return nf * ln_prob(q, p);
+    }
+    if k == n {
+        return nf * ln_prob(p, q);
+    }
+    let (kf, rf) = (k as f64, (n - k) as f64);
+    let lc = stirlerr(nf) - stirlerr(kf) - stirlerr(rf) - bd0(kf, nf, p) - bd0(rf, nf, q);
+    // ln(k (n-k) / n) as one log: ln_1p(-k/n) would amplify the rounding of k/n when k ~ n.
+    let lf = 2.0 * LN_SQRT_2PI + (kf * (rf / nf)).ln();
+    lc - 0.5 * lf
+}
+
+/// ln sum_{k >= g} P(X = k) when every term decreases from g on (g > n p - q).
+/// Terms are pmf ratios to P(X = g), re-anchored to `ln_pmf` every 1024 steps to bound
+/// rounding drift, and added with Neumaier compensation (up to ~1e5 terms at n = 1e9).
+fn ln_upper_sum(n: u64, g: u64, p: f64, q: f64) -> f64 {
+    let l0 = ln_pmf(n, g, p, q);
+    let (mut sum, mut comp, mut term, mut k) = (1.0_f64, 0.0_f64, 1.0_f64, g);
+    while k < n {
+        term *= ((n - k) as f64 * p) / ((k + 1) as f64 * q);
+        k += 1;
+        if (k - g) % 1024 == 0 {
+            term = (ln_pmf(n, k, p, q) - l0).exp();
+        }
+        let t = sum + term;
+        comp += (sum - t) + term;
+        sum = t;
+        if !(term >= 1e-17 * sum) {
+            break;
+        }
+    }
+    l0 + (sum + comp).ln()
+}
+
+/// ln P(X >= g) with p and q = 1 - p both given (so a tiny q keeps its accuracy).
+fn ln_sf_pq(n: u64, g: u64, p: f64, q: f64) -> f64 {
+    if g > n {
+        return f64::NEG_INFINITY;
+    }
+    if g == 0 {
+        return 0.0;
+    }
+    if g as f64 > n as f64 * p {
+        ln_upper_sum(n, g, p, q)
+    } else {
+        // L = P(X <= g-1) = P(n - X >= n - g + 1), summed down from its largest term.
+        // Here g <= mean, so P(X >= g) >= 1/2 (median) and ln_1p(-L) is accurate.
+        let l = ln_upper_sum(n, n - g + 1, q, p).exp();
+        (-l).ln_1p() + 0.0 // + 0.0 turns -0.0 into 0.0
+    }
+}
+
+/// ln P(X >= g) for X ~ Binomial(n, p): exact tail in log space, so deep tails stay finite
+/// (never -inf unless g > n) and are accurate to ~1e-12 relative even at n = 1e9.
+/// Degenerate: g == 0 gives 0; g > n gives -inf; p <= 0 (X = 0) gives -inf for g >= 1;
+/// p >= 1 (X = n) gives 0 for g <= n; NaN p gives NaN.
+pub fn binomial_ln_sf(n: u64, g: u64, p: f64) -> f64 {
+    if g > n {
+        return f64::NEG_INFINITY;
+    }
+    if g == 0 {
+        return 0.0;
+    }
+    if p.is_nan() {
+        return f64::NAN;
+    }
+    if p <= 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if p >= 1.0 {
+        return 0.0;
+    }
+    ln_sf_pq(n, g, p, 1.0 - p)
+}
+
+/// log10 P(X >= g): the form reported to users (e.g. -1000 for p = 1e-1000).
+/// Same degenerate cases as [`binomial_ln_sf`].
+pub fn binomial_log10_sf(n: u64, g: u64, p: f64) -> f64 {
+    binomial_ln_sf(n, g, p) / LN_10
+}
+
+/// Normal-approximation z = (g - n p) / sqrt(n p (1-p)), a human-readable effect size.
+/// 0.0 when n == 0; with p outside (0, 1) the variance is 0, giving 0.0 if g == n p and ±inf otherwise.
+pub fn z_score(n: u64, g: u64, p: f64) -> f64 {
+    if n == 0 {
+        return 0.0;
+    }
+    let (nf, gf) = (n as f64, g as f64);
+    let diff = gf - nf * p;
+    let var = nf * p * (1.0 - p);
+    if p.is_nan() {
+        f64::NAN
+    } else if var > 0.0 {
+        diff / var.sqrt()
+    } else if diff == 0.0 {
+        0.0
+    } else {
+        diff.signum() * f64::INFINITY
+    }
+}
+
+/// Smallest g with P(Bin(n, p) >= g) <= alpha (n + 1 if none): the green-count threshold for
+/// a false-positive rate. Binary search on [`binomial_ln_sf`], so the answer is consistent with it.
+/// alpha >= 1 gives 0; alpha <= 0 or NaN (and NaN p) gives n + 1.
+pub fn binomial_critical_count(n: u64, p: f64, alpha: f64) -> u64 {
+    if alpha.is_nan() || p.is_nan() || alpha <= 0.0 {
+        return n.saturating_add(1);
+    }
+    if alpha >= 1.0 {
+        return 0;
+    }
+    let ln_alpha = alpha.ln();
+    // Invariant: sf(lo) > alpha, sf(hi) <= alpha (sf(0) = 1, sf(n + 1) = 0).
+    let (mut lo, mut hi) = (0_u64, n.saturating_add(1));
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if binomial_ln_sf(n, mid, p) <= ln_alpha {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    hi
+}
+
+/// Bonferroni correction for m looks in log10 space: min(0, log10_p + log10(m)).
+/// m == 0 is treated as 1; NaN stays NaN.
+pub fn bonferroni_log10(log10_p: f64, m: u64) -> f64 {
+    if log10_p.is_nan() {
+        return f64::NAN;
+    }
+    (log10_p + (m.max(1) as f64).log10()).min(0.0)
+}
+
+/// p = 10^log10_p as f64, 0.0 when it underflows (callers report the log too); capped at 1.
+pub fn p_from_log10(log10_p: f64) -> f64 {
+    10f64.powf(log10_p.min(0.0))
+}
+
+/// Spike entropy sum_k p_k / (1 + z p_k) (Kirchenbauer et al. 2023, Def. 4.1), which drives
+/// how strongly a position can be watermarked. Empty input gives 0; inputs are not validated.
+pub fn spike_entropy(probs: &[f64], modulus: f64) -> f64 {
+    probs.iter().map(|&pk| pk / (1.0 + modulus * pk)).sum()
+}
+
+/// Theorem 4.2 modulus z = (1-gamma)(alpha-1) / (1 + (alpha-1) gamma), alpha = exp(delta)
+/// (alpha - 1 via exp_m1 so small delta stays accurate).
+pub fn spike_modulus(gamma: f64, delta: f64) -> f64 {
+    let am1 = delta.exp_m1();
+    (1.0 - gamma) * am1 / (1.0 + am1 * gamma)
+}
+
+/// Theorem 4.2 lower bound on the expected green fraction per token:
+/// gamma alpha S / (1 + (alpha-1) gamma), with S the mean spike entropy (modulus
+/// [`spike_modulus`]) over generated positions. delta = 0 gives gamma * S.
+pub fn expected_green_fraction_lower_bound(gamma: f64, delta: f64, mean_spike_entropy: f64) -> f64 {
+    let am1 = delta.exp_m1();
+    gamma * (1.0 + am1) * mean_spike_entropy / (1.0 + am1 * gamma)
+}
+
+/// Kolmogorov distribution survival P(K > lambda), via whichever series converges fast.
+fn kolmogorov_sf(lambda: f64) -> f64 {
+    if lambda.is_nan() {
+        return f64::NAN;
+    }
+    if lambda <= 0.0 {
+        return 1.0;
+    }
+    if lambda < 1.18 {
+        // P(K <= l) = sqrt(2 pi)/l sum_j exp(-(2j-1)^2 pi^2 / (8 l^2)).
+        let c = -PI * PI / (8.0 * lambda * lambda);
+        let s: f64 = (1..=20)
+            .map(|j| (c * f64::from(2 * j - 1).powi(2)).exp())
+            .sum();
+        return (1.0 - (2.0 * PI).sqrt() / lambda * s).clamp(0.0, 1.0);
+    }
+    let c = -2.0 * lambda * lambda;
+    let mut s = 0.0;
+    for j in 1..=100 {
+        let t = (c * f64::from(j * j)).exp();
+        s += if j % 2 == 1 { t } else { -t };
+        if t < 1e-300 || t < 1e-17 * s {
+            break;
+        }
+    }
+    (2.0 * s).clamp(0.0, 1.0)
+}
+
+/// One-sample Kolmogorov–Smirnov test of uniformity on [0, 1] for null calibration: returns
+/// (D, asymptotic p = P(K > sqrt(n) D)). Samples outside [0, 1] are scored with the clamped CDF.
+/// Empty input gives (0, 1); any NaN sample gives (NaN, NaN).
+pub fn ks_uniform(samples: &[f64]) -> (f64, f64) {
+    if samples.is_empty() {
+        return (0.0, 1.0);
+    }
+    if samples.iter().any(|x| x.is_nan()) {
+        return (f64::NAN, f64::NAN);
+    }
+    let mut xs = samples.to_vec();
+    xs.sort_by(f64::total_cmp);
+    let n = xs.len() as f64;
+    let mut d = 0.0_f64;
+    for (i, &x) in xs.iter().enumerate() {
+        let f = x.clamp(0.0, 1.0);
+        d = d.max((i + 1) as f64 / n - f).max(f - i as f64 / n);
+    }
+    (d, kolmogorov_sf(n.sqrt() * d))
+}
+
+/// Bisection on p in (0, 1) for the root of an increasing-in-p predicate boundary.
+fn bisect(mut lo: f64, mut hi: f64, above: impl Fn(f64) -> bool) -> f64 {
+    for _ in 0..2000 {
+        let mid = 0.5 * (lo + hi);
+        if mid <= lo || mid >= hi {
+            break;
+        }
+        if above(mid) {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    0.5 * (lo + hi)
+}
+
+/// Two-sided Clopper–Pearson (exact) interval for k successes in n at confidence 1 - alpha,
+/// by bisection on exact binomial tails; used to check a false-positive rate against its target.
+/// n == 0 or alpha <= 0 (or NaN) gives (0, 1); k > n is treated as k = n; alpha >= 1 gives (k/n, k/n).
+pub fn clopper_pearson(k: u64, n: u64, alpha: f64) -> (f64, f64) {
+    if n == 0 || alpha.is_nan() || alpha <= 0.0 {
+        return (0.0, 1.0);
+    }
+    let k = k.min(n);
+    if alpha >= 1.0 {
+        let r = k as f64 / n as f64;
+        return (r, r);
+    }
+    let ln_half = (0.5 * alpha).ln();
+    // Lower: P(X >= k; p) = alpha/2, increasing in p.
+    let lower = if k == 0 {
+        0.0
+    } else {
+        bisect(0.0, 1.0, |p| ln_sf_pq(n, k, p, 1.0 - p) >= ln_half)
+    };
+    // Upper: P(X <= k; p) = P(n - X >= n - k; 1 - p) = alpha/2, decreasing in p.
+    let upper = if k == n {
+        1.0
+    } else {
+        bisect(0.0, 1.0, |p| ln_sf_pq(n, n - k, 1.0 - p, p) <= ln_half)
+    };
+    (lower, upper)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use statrs::distribution::{Binomial, DiscreteCDF};
+
+    fn close(a: f64, b: f64, rel: f64) -> bool {
+        (a - b).abs() <= rel * b.abs().max(f64::MIN_POSITIVE)
+    }
+
+    #[test]
+    fn ln_gamma_matches_known_values_and_statrs() {
+        assert!(close(ln_gamma(0.5), PI.sqrt().ln(), 1e-15));
+        assert!(close(ln_gamma(10.0), 362_880_f64.ln(), 1e-15));
+        assert_eq!((ln_gamma(1.0), ln_gamma(2.0)), (0.0, 0.0));
+        assert!(close(
+            ln_gamma(1e-10),
+            -(1e-10_f64).ln() - 0.577_215_664_901_532_9e-10,
+            1e-14
+        ));
+        for &x in &[
+            0.1, 0.7, 3.3, 7.5, 14.9, 15.0, 15.1, 33.3, 171.5, 1e3, 1e6, 1e9, 1e15,
+        ] {
+            let (a, b) = (ln_gamma(x), statrs::function::gamma::ln_gamma(x));
+            assert!(
+                close(a, b, 1e-14) || (a - b).abs() < 2e-15,
+                "x={x}: {a} vs {b}"
+            );
+        }
+        assert_eq!(ln_gamma(0.0), f64::INFINITY);
+        assert!(ln_gamma(f64::NAN).is_nan());
+    }
+
+    #[test]
+    fn sf_matches_statrs_grid() {
+        for &n in &[1_u64, 2, 7, 30, 100, 1000, 10_000, 100_000] {
+            for &p in &[0.001, 0.05, 0.25, 0.5, 0.75, 0.99] {
+                let b = Binomial::new(p, n).expect("valid");
+                let sd = (n as f64 * p * (1.0 - p)).sqrt();
+                for z in [-4.0, -1.0, -0.2, 0.0, 0.5, 1.0, 3.0, 8.0, 20.0] {
+                    let g = (n as f64 * p + z * sd).round().clamp(1.0, n as f64) as u64;
+                    let want = b.sf(g - 1);
+                    if want > 1e-300 {
+                        let got = binomial_ln_sf(n, g, p).exp();
+                        assert!(close(got, want, 1e-9), "n={n} g={g} p={p}: {got} vs {want}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn sf_matches_brute_force_small_n() {
+        for n in 0..=60_u64 {
+            let choose: Vec<f64> = (0..=n)
+                .scan(1_u64, |c, k| {
+                    let v = *c;
+                    *c = if k < n { v * (n - k) / (k + 1) } else { 0 };
+                    Some(v as f64)
+                })
+                .collect();
+            for &p in &[1e-3_f64, 0.1, 0.3, 0.5, 0.77, 0.999] {
+                for g in 0..=n + 1 {
+                    let want: f64 = (g..=n)
+                        .map(|k| {
+                            choose[k as usize] * p.powi(k as i32) * (1.0 - p).powi((n - k) as i32)
+                        })
+                        .sum();
+                    let got = binomial_ln_sf(n, g, p);
+                    if g > n {
+                        assert_eq!(got, f64::NEG_INFINITY);
+                    } else if want > 1e-300 {
+                        assert!((got - want.ln()).abs() < 1e-12, "n={n} g={g} p={p}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Kullback–Leibler divergence of Bernoulli(x) from Bernoulli(p).
+    fn kl(x: f64, p: f64) -> f64 {
+        x * (x / p).ln() + (1.0 - x) * ((1.0 - x) / (1.0 - p)).ln()
+    }
+
+    #[test]
+    fn deep_tails_are_finite_and_exact() {
+        let all = binomial_ln_sf(10_000, 10_000, 0.25);
+        assert!(close(all, 10_000.0 * 0.25_f64.ln(), 1e-9), "{all}");
+        for &(n, g, p) in &[
+            (1_000_000_u64, 500_000_u64, 0.25),
+            (1_000_000_000, 600_000_000, 0.5),
+        ] {
+            let (nf, x) = (n as f64, g as f64 / n as f64);
+            let ln_p = binomial_ln_sf(n, g, p);
+            assert!(ln_p.is_finite() && ln_p / LN_10 < -308.0);
+            assert!(ln_p <= -nf * kl(x, p));
+            // Saddle point: pmf(g) ~ e^{-n KL} / sqrt(2 pi n x (1-x)); tail ~ pmf(g) / (1 - rho).
+            let rho = (1.0 - x) * p / (x * (1.0 - p));
+            let approx =
+                -nf * kl(x, p) - 0.5 * (2.0 * PI * nf * x * (1.0 - x)).ln() - (1.0 - rho).ln();
+            assert!((ln_p - approx).abs() < 1e-4, "n={n}: {ln_p} vs {approx}");
+            assert!(close(binomial_log10_sf(n, g, p), ln_p / LN_10, 1e-15));
+        }
+        // Independent log-sum-exp of statrs ln C(n, k) terms at n = 1e6.
+        let (n, g, p) = (1_000_000_u64, 260_000_u64, 0.25_f64);
+        let term = |k: u64| {
+            statrs::function::factorial::ln_binomial(n, k)
+                + k as f64 * p.ln()
+                + (n - k) as f64 * (1.0 - p).ln()
+        };
+        let t0 = term(g);
+        let s: f64 = (g..g + 2000).map(|k| (term(k) - t0).exp()).sum();
+        let got = binomial_ln_sf(n, g, p);
+        assert!(close(got, t0 + s.ln(), 1e-10), "{got} vs {}", t0 + s.ln());
+        assert!(got < -100.0);
+    }
+
+    proptest! {
+        #[test]
+        fn sf_is_monotone_in_g(n in 1_u64..5000, p in 0.001_f64..0.999, f in 0.0_f64..1.0) {
+            let g = (f * n as f64) as u64;
+            let (a, b) = (binomial_ln_sf(n, g, p), binomial_ln_sf(n, g + 1, p));
+            prop_assert!(b <= a, "n={} g={} p={}: {} > {}", n, g, p, b, a);
+            prop_assert!(a <= 0.0 && a > f64::NEG_INFINITY);
+        }
+
+        #[test]
+        fn critical_count_is_consistent(n in 0_u64..100_000, p in 0.01_f64..0.99, e in 1.0_f64..30.0) {
+            let alpha = 10_f64.powf(-e);
+            let c = binomial_critical_count(n, p, alpha);
+            prop_assert!(c <= n + 1);
+            prop_assert!(binomial_ln_sf(n, c, p) <= alpha.ln());
+            prop_assert!(c == 0 || binomial_ln_sf(n, c - 1, p) > alpha.ln());
+        }
+    }
+
+    #[test]
+    fn critical_count_known_and_degenerate() {
+        // P(Bin(10, 0.5) >= 9) = 11/1024 > 0.01 >= P(X >= 10) = 1/1024.
+        assert_eq!(binomial_critical_count(10, 0.5, 0.01), 10);
+        assert_eq!(binomial_critical_count(10, 0.5, 0.0), 11);
+        assert_eq!(binomial_critical_count(10, 0.5, 1.0), 0);
+        assert_eq!(binomial_critical_count(u64::MAX, 0.5, f64::NAN), u64::MAX);
+    }
+
+    #[test]
+    fn ks_uniform_behaves() {
+        let grid: Vec<f64> = (0..1000).map(|i| (i as f64 + 0.5) / 1000.0).collect();
+        let (d, p) = ks_uniform(&grid);
+        assert!((d - 0.0005).abs() < 1e-12 && p > 0.999_999, "{d} {p}");
+        let half: Vec<f64> = (0..1000).map(|i| i as f64 / 2000.0).collect();
+        let (d, p) = ks_uniform(&half);
+        assert!((d - 0.5).abs() < 1e-3 && p < 1e-100, "{d} {p}");
+        assert!((kolmogorov_sf(1.358) - 0.05).abs() < 3e-4);
+        assert!((kolmogorov_sf(1.224) - 0.10).abs() < 3e-4);
+        assert!((kolmogorov_sf(1.628) - 0.01).abs() < 3e-4);
+        // Both series agree where they switch.
+        assert!((kolmogorov_sf(1.18 - 1e-12) - kolmogorov_sf(1.18)).abs() < 1e-12);
+        assert_eq!(ks_uniform(&[]), (0.0, 1.0));
+        assert!(ks_uniform(&[0.5, f64::NAN]).0.is_nan());
+    }
+
+    #[test]
+    fn clopper_pearson_known_values() {
+        let (lo, hi) = clopper_pearson(0, 10, 0.05);
+        assert!(
+            lo == 0.0 && (hi - 0.308_5).abs() < 1e-4 && close(hi, 1.0 - 0.025_f64.powf(0.1), 1e-12)
+        );
+        let (lo, hi) = clopper_pearson(5, 10, 0.05);
+        assert!(
+            (lo - 0.187_1).abs() < 1e-4 && (hi - 0.812_9).abs() < 1e-4,
+            "{lo} {hi}"
+        );
+        assert!(close(lo, 1.0 - hi, 1e-12));
+        let (lo, hi) = clopper_pearson(3, 1_000_000, 1e-6);
+        assert!(0.0 < lo && lo < 3e-6 && hi > 3e-6 && hi < 3e-5);
+        assert!(close(
+            binomial_ln_sf(1_000_000, 3, lo),
+            (0.5e-6_f64).ln(),
+            1e-9
+        ));
+        assert_eq!(clopper_pearson(1, 0, 0.05), (0.0, 1.0));
+        assert_eq!(clopper_pearson(20, 10, 0.05).1, 1.0);
+    }
+
+    #[test]
+    fn small_helpers() {
+        assert_eq!(z_score(0, 5, 0.5), 0.0);
+        assert!(close(z_score(100, 60, 0.5), 2.0, 1e-15));
+        assert_eq!(z_score(10, 3, 0.0), f64::INFINITY);
+        assert_eq!(bonferroni_log10(-10.0, 1000), -7.0);
+        assert_eq!(bonferroni_log10(-1.0, 1000), 0.0);
+        assert_eq!(bonferroni_log10(-3.0, 0), -3.0);
+        assert!(close(p_from_log10(-3.0), 1e-3, 1e-15));
+        assert_eq!(p_from_log10(-1000.0), 0.0);
+        assert_eq!(spike_entropy(&[1.0], 0.0), 1.0);
+        assert!(close(spike_entropy(&[0.25; 4], 4.0), 0.5, 1e-15));
+        let (gamma, delta) = (0.25, 2.0_f64);
+        let a = delta.exp();
+        let z = spike_modulus(gamma, delta);
+        assert!(close(
+            z,
+            (1.0 - gamma) * (a - 1.0) / (1.0 + (a - 1.0) * gamma),
+            1e-14
+        ));
+        assert_eq!(spike_modulus(gamma, 0.0), 0.0);
+        // A uniform distribution over V tokens has spike entropy 1/(1 + z/V) -> 1.
+        let s = spike_entropy(&vec![1e-5; 100_000], z);
+        let bound = expected_green_fraction_lower_bound(gamma, delta, s);
+        assert!(close(bound, gamma * a * s / (1.0 + (a - 1.0) * gamma), 1e-14) && bound > gamma);
+        assert!(close(
+            expected_green_fraction_lower_bound(gamma, 0.0, 0.8),
+            0.2,
+            1e-15
+        ));
+    }
+
+    #[test]
+    fn degenerate_tail_inputs() {
+        assert_eq!(binomial_ln_sf(5, 0, 0.3), 0.0);
+        assert_eq!(binomial_ln_sf(5, 6, 0.3), f64::NEG_INFINITY);
+        assert_eq!(binomial_ln_sf(5, 1, 0.0), f64::NEG_INFINITY);
+        assert_eq!(binomial_ln_sf(5, 5, 1.0), 0.0);
+        assert!(binomial_ln_sf(5, 1, f64::NAN).is_nan());
+        assert!(binomial_ln_sf(u64::MAX, u64::MAX, 0.5).is_finite());
+        assert!(binomial_ln_sf(1_000_000_000, 2, 1e-300).is_finite());
+    }
+}

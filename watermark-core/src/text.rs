@@ -1,0 +1,76 @@
+//! Text in, token ids out, through a Hugging Face `tokenizer.json` (pure Rust: the `tokenizers`
+//! crate without its default features, so no C, no network).
+
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::profile::file_fingerprint;
+
+/// A tokenizer and the fingerprint a profile binds.
+pub struct TextTokenizer {
+    inner: tokenizers::Tokenizer,
+    fingerprint: String,
+}
+
+impl std::fmt::Debug for TextTokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TextTokenizer")
+            .field("fingerprint", &self.fingerprint)
+            .field("vocab_size", &self.vocab_size())
+            .finish()
+    }
+}
+
+impl TextTokenizer {
+    /// Loads a `tokenizer.json`; the fingerprint is that of the file's bytes.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        Self::from_bytes(&bytes).map_err(|reason| Error::Tokenizer {
+            path: path.to_path_buf(),
+            reason,
+        })
+    }
+
+    /// Loads a tokenizer from the bytes of a `tokenizer.json`.
+    pub fn from_bytes(bytes: &[u8]) -> std::result::Result<Self, String> {
+        let inner = tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| e.to_string())?;
+        Ok(TextTokenizer {
+            inner,
+            fingerprint: file_fingerprint(bytes),
+        })
+    }
+
+    /// The fingerprint profiles record.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// Tokens in the vocabulary, added tokens included.
+    pub fn vocab_size(&self) -> u32 {
+        self.inner.get_vocab_size(true) as u32
+    }
+
+    /// Token ids of `text`, without special tokens added. Empty text is an error: there is
+    /// nothing to score and a score of nothing would read as "not watermarked".
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        if text.trim().is_empty() {
+            return Err(Error::EmptyInput("the text is empty".into()));
+        }
+        let encoding = self
+            .inner
+            .encode(text, false)
+            .map_err(|e| Error::Tokenizer {
+                path: "<tokenizer>".into(),
+                reason: e.to_string(),
+            })?;
+        Ok(encoding.get_ids().to_vec())
+    }
+
+    /// Text of token ids (for highlighting and round-trip checks).
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.inner.decode(ids, false).map_err(|e| Error::Tokenizer {
+            path: "<tokenizer>".into(),
+            reason: e.to_string(),
+        })
+    }
+}
