@@ -124,6 +124,17 @@ impl Scheme {
     }
 }
 
+/// One green-list decision: the PRF input's seed, the 16-bit value, and the verdict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// The 64-bit ChaCha nonce derived from the window (and, self-seeded, the candidate).
+    pub seed: u64,
+    /// The 16 keystream bits for this token.
+    pub value: u16,
+    /// `value < round(γ · 65536)`.
+    pub green: bool,
+}
+
 /// Per-key tables of the self-seeded scheme, built once for the whole vocabulary.
 struct SelfTables {
     /// Keyed 32-bit hash of each token: the anchor is the window token with the smallest.
@@ -197,6 +208,12 @@ impl GreenList {
     /// Whether `token` is green after `context` (the tokens before it; only the last
     /// `context_width` matter). `None` when the context is too short to decide.
     pub fn is_green(&self, context: &[u32], token: u32) -> Result<Option<bool>> {
+        Ok(self.decide(context, token)?.map(|d| d.green))
+    }
+
+    /// The full decision for `token` after `context`, as the spec's test vectors state it.
+    /// `None` when the context is too short to decide.
+    pub fn decide(&self, context: &[u32], token: u32) -> Result<Option<Decision>> {
         self.check_token(token)?;
         let need = self.scheme.context_width();
         if context.len() < need {
@@ -207,7 +224,12 @@ impl GreenList {
             self.check_token(t)?;
         }
         let seed = self.seed(window, token);
-        Ok(Some(u32::from(self.value(seed, token)) < self.threshold))
+        let value = self.value(seed, token);
+        Ok(Some(Decision {
+            seed,
+            value,
+            green: self.is_green_value(value),
+        }))
     }
 
     pub(crate) fn check_token(&self, token: u32) -> Result<()> {

@@ -1,4 +1,6 @@
 //! tracemark's core: a keyed green-list watermark for language-model sampling.
+#[cfg(feature = "candle")]
+pub mod candle_hook;
 pub mod detect;
 pub mod error;
 pub mod green;
@@ -13,5 +15,5 @@ pub mod synthetic;
 pub mod text;
 
 pub use error::{Error, Result};
-pub use green::{GreenList, Scheme, Seeding, SPEC_VERSION};
+pub use green::{Decision, GreenList, Scheme, Seeding, SPEC_VERSION};
 pub use key::SecretKey;

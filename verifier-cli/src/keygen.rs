@@ -1,0 +1,122 @@
+//! `tracemark keygen`: a new secret key and the profile that binds it.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use watermark_core::profile::{Profile, TokenizerBinding};
+use watermark_core::text::TextTokenizer;
+use watermark_core::{Scheme, SecretKey, Seeding};
+
+use crate::cli::KeygenArgs;
+
+/// File name of the key inside `--out`; the profile refers to it relatively.
+const KEY_FILE: &str = "tracemark.key";
+
+pub fn run(args: &KeygenArgs, out: &mut impl Write) -> Result<()> {
+    let scheme = Scheme {
+        seeding: args.seeding.into(),
+        width: args.width,
+        gamma: args.gamma,
+        delta: args.delta,
+    };
+    scheme.validate()?;
+
+    // Everything that can be refused is checked before anything is written.
+    let (vocab_size, binding) = match (&args.tokenizer, args.vocab_size) {
+        (None, None) => bail!("give --tokenizer FILE or --vocab-size N"),
+        (None, Some(n)) => (n, None),
+        (Some(path), given) => {
+            let tokenizer = TextTokenizer::from_file(path)?;
+            let vocab = tokenizer.vocab_size();
+            if let Some(n) = given {
+                if n != vocab {
+                    bail!(
+                        "--vocab-size {n} differs from the {vocab} tokens of the tokenizer {}",
+                        path.display()
+                    );
+                }
+            }
+            let absolute = std::fs::canonicalize(path)
+                .with_context(|| format!("{}: cannot resolve the path", path.display()))?;
+            let binding = TokenizerBinding {
+                fingerprint: tokenizer.fingerprint().to_string(),
+                path: Some(absolute),
+            };
+            (vocab, Some(binding))
+        }
+    };
+
+    let key_path = args.out.join(KEY_FILE);
+    let profile_name = if args.json_profile {
+        "profile.json"
+    } else {
+        "profile.toml"
+    };
+    let profile_path = args.out.join(profile_name);
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("{}: cannot create the directory", args.out.display()))?;
+    if exists(&key_path) {
+        bail!(
+            "{}: already exists; refusing to overwrite a key (losing it loses every watermark made with it)",
+            key_path.display()
+        );
+    }
+    if exists(&profile_path) {
+        bail!(
+            "{}: already exists; refusing to overwrite a profile",
+            profile_path.display()
+        );
+    }
+
+    let key = SecretKey::generate()?;
+    let mut profile = Profile::new(KEY_FILE.into(), &key, scheme, vocab_size)?;
+    profile.tokenizer = binding;
+    // Builds the green list once: checks the vocabulary size before the key is written.
+    profile.green_list_with(&key)?;
+    key.write_new(&key_path)?;
+    profile.save(&profile_path).with_context(|| {
+        format!(
+            "the key was written to {} but the profile could not be saved",
+            key_path.display()
+        )
+    })?;
+
+    let s = &profile.scheme;
+    writeln!(out, "key:         {} (secret: keep it private)", key_path.display())?;
+    writeln!(out, "profile:     {}", profile_path.display())?;
+    writeln!(out, "fingerprint: {}", profile.key_fingerprint)?;
+    writeln!(
+        out,
+        "scheme:      {}, {} seeding, width {}, gamma {}, delta {}, vocabulary {} tokens",
+        profile.spec,
+        seeding_name(s.seeding),
+        s.width,
+        s.gamma,
+        s.delta,
+        profile.vocab_size
+    )?;
+    if let Some(t) = &profile.tokenizer {
+        let path = t
+            .path
+            .as_deref()
+            .map(Path::display)
+            .map(|p| format!(" ({p})"))
+            .unwrap_or_default();
+        writeln!(out, "tokenizer:   {}{path}", t.fingerprint)?;
+    }
+    Ok(())
+}
+
+/// Whether anything (a dangling link included) is at `path`.
+fn exists(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok()
+}
+
+/// The seeding as written on the command line and in profiles.
+pub fn seeding_name(seeding: Seeding) -> &'static str {
+    match seeding {
+        Seeding::Previous => "previous",
+        Seeding::SelfSeeded => "self-seeded",
+    }
+}
