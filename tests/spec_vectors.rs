@@ -1,11 +1,14 @@
 //! Checks every test vector in WATERMARK-SPEC.md against the implementation, so the spec and
 //! the code cannot drift apart.
 
+#![allow(clippy::unwrap_used)]
+
 use watermark_core::{GreenList, Scheme, SecretKey, Seeding};
 
 fn spec_rows() -> Vec<Vec<String>> {
-    let spec = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../WATERMARK-SPEC.md"))
-        .expect("WATERMARK-SPEC.md at the workspace root");
+    let spec =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../WATERMARK-SPEC.md"))
+            .expect("WATERMARK-SPEC.md at the workspace root");
     let table = spec
         .split("## Test vectors")
         .nth(1)
@@ -13,7 +16,12 @@ fn spec_rows() -> Vec<Vec<String>> {
     table
         .lines()
         .filter(|l| l.starts_with("| ") && !l.starts_with("| key"))
-        .map(|l| l.trim_matches('|').split('|').map(|c| c.trim().to_string()).collect())
+        .map(|l| {
+            l.trim_matches('|')
+                .split('|')
+                .map(|c| c.trim().to_string())
+                .collect()
+        })
         .collect()
 }
 
@@ -26,7 +34,11 @@ fn every_vector_in_the_spec_holds() {
     assert_eq!(keys[0].fingerprint(), "3aeb63a1f554054b");
     assert_eq!(keys[1].fingerprint(), "d98a7f67dca35e24");
     let rows = spec_rows();
-    assert!(rows.len() >= 20, "expected the spec's 20 vectors, found {}", rows.len());
+    assert!(
+        rows.len() >= 20,
+        "expected the spec's 20 vectors, found {}",
+        rows.len()
+    );
     for row in rows {
         let key = &keys[row[0].parse::<usize>().unwrap()];
         let seeding = match row[1].as_str() {
@@ -40,12 +52,19 @@ fn every_vector_in_the_spec_holds() {
             gamma: row[3].parse().unwrap(),
             delta: 2.0,
         };
-        let context: Vec<u32> = row[4].split_whitespace().map(|x| x.parse().unwrap()).collect();
+        let context: Vec<u32> = row[4]
+            .split_whitespace()
+            .map(|x| x.parse().unwrap())
+            .collect();
         let token: u32 = row[5].parse().unwrap();
         let green = GreenList::new(key, scheme, 50_000).unwrap();
         let d = green.decide(&context, token).unwrap().unwrap();
         assert_eq!(format!("{:016x}", d.seed), row[6], "seed, row {row:?}");
         assert_eq!(format!("{:04x}", d.value), row[7], "value, row {row:?}");
-        assert_eq!(if d.green { "green" } else { "red" }, row[8], "verdict, row {row:?}");
+        assert_eq!(
+            if d.green { "green" } else { "red" },
+            row[8],
+            "verdict, row {row:?}"
+        );
     }
 }

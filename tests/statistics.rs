@@ -1,6 +1,8 @@
 //! Statistical end-to-end tests of the detector. Each can fail: seeds are fixed, sample sizes are
 //! stated, and every threshold comes from a stated confidence level.
 
+#![allow(clippy::unwrap_used)]
+
 use watermark_core::detect::{detect, DetectOptions, DEFAULT_FPR};
 use watermark_core::hook::apply_watermark;
 use watermark_core::sampler::{Sampling, WatermarkSampler};
@@ -48,8 +50,16 @@ fn null_calibration_on_random_token_streams() {
     let vocab = 49_152;
     let schemes = [
         Scheme::default(),
-        Scheme { seeding: Seeding::Previous, width: 1, ..Scheme::default() },
-        Scheme { seeding: Seeding::SelfSeeded, width: 4, ..Scheme::default() },
+        Scheme {
+            seeding: Seeding::Previous,
+            width: 1,
+            ..Scheme::default()
+        },
+        Scheme {
+            seeding: Seeding::SelfSeeded,
+            width: 4,
+            ..Scheme::default()
+        },
     ];
     let doc_len = 100;
     let docs_per_key = 1000;
@@ -62,7 +72,9 @@ fn null_calibration_on_random_token_streams() {
         let scheme = schemes[(k % 3) as usize].clone();
         let green = GreenList::new(&key(k), scheme, vocab).unwrap();
         for _ in 0..docs_per_key {
-            let ids: Vec<u32> = (0..doc_len).map(|_| (s.next() % u64::from(vocab)) as u32).collect();
+            let ids: Vec<u32> = (0..doc_len)
+                .map(|_| (s.next() % u64::from(vocab)) as u32)
+                .collect();
             tokens_scored_in += ids.len();
             let d = detect(&green, &[], &ids, &DetectOptions::default()).unwrap();
             let p = randomised_p(d.score.scored, d.score.green, d.score.gamma, s.uniform());
@@ -77,12 +89,21 @@ fn null_calibration_on_random_token_streams() {
         "null: {} docs, KS D = {dstat:.4} p = {ks_p:.3}, flagged at 1e-3: randomised {flagged_rand}, plain {flagged_plain}",
         randomised.len()
     );
-    assert!(ks_p > 1e-3, "randomised p-values not uniform: D = {dstat}, p = {ks_p}");
+    assert!(
+        ks_p > 1e-3,
+        "randomised p-values not uniform: D = {dstat}, p = {ks_p}"
+    );
     let n = randomised.len() as u64;
     let (lo, hi) = clopper_pearson(flagged_rand, n, 1e-3);
-    assert!(lo <= 1e-3 && 1e-3 <= hi, "randomised FPR {flagged_rand}/{n} CI [{lo}, {hi}]");
+    assert!(
+        lo <= 1e-3 && 1e-3 <= hi,
+        "randomised FPR {flagged_rand}/{n} CI [{lo}, {hi}]"
+    );
     let (lo, _) = clopper_pearson(flagged_plain, n, 1e-3);
-    assert!(lo <= 1e-3, "plain FPR {flagged_plain}/{n} exceeds nominal (CI low {lo})");
+    assert!(
+        lo <= 1e-3,
+        "plain FPR {flagged_plain}/{n} exceeds nominal (CI low {lo})"
+    );
 }
 
 /// Words of a short passage written for this test, hashed into token ids: a stand-in for human
@@ -118,13 +139,24 @@ fn repeated_text_is_not_flagged_thanks_to_deduplication() {
         let with = detect(&green, &[], &repeated, &DetectOptions::default()).unwrap();
         assert!(with.ignored.repeated >= 49 * (once.len() as u64 - 2));
         flagged_with += u32::from(with.watermarked);
-        let naive = DetectOptions { deduplicate: false, ..DetectOptions::default() };
+        let naive = DetectOptions {
+            deduplicate: false,
+            ..DetectOptions::default()
+        };
         let without = detect(&green, &[], &repeated, &naive).unwrap();
         flagged_without += u32::from(without.watermarked);
     }
-    eprintln!("repeated: flagged by {flagged_with}/20 keys with dedup, {flagged_without}/20 without");
-    assert_eq!(flagged_with, 0, "deduplicated detection flagged repeated human text");
-    assert!(flagged_without >= 1, "without deduplication no key flagged the repeated text");
+    eprintln!(
+        "repeated: flagged by {flagged_with}/20 keys with dedup, {flagged_without}/20 without"
+    );
+    assert_eq!(
+        flagged_with, 0,
+        "deduplicated detection flagged repeated human text"
+    );
+    assert!(
+        flagged_without >= 1,
+        "without deduplication no key flagged the repeated text"
+    );
 }
 
 /// Power on a synthetic model with known next-token distributions: 40 documents of 200 tokens at
@@ -157,8 +189,18 @@ fn power_and_theorem_4_2_on_a_synthetic_model() {
             steps += 1;
             context.push(t);
         }
-        let d = detect(&green, &context[..1], &context[1..], &DetectOptions::default()).unwrap();
-        assert!(d.score.log10_p_value <= DEFAULT_FPR.log10(), "doc {doc} missed: {:?}", d.score);
+        let d = detect(
+            &green,
+            &context[..1],
+            &context[1..],
+            &DetectOptions::default(),
+        )
+        .unwrap();
+        assert!(
+            d.score.log10_p_value <= DEFAULT_FPR.log10(),
+            "doc {doc} missed: {:?}",
+            d.score
+        );
         min_z = min_z.min(d.score.z_score);
     }
     let fraction = greens as f64 / steps as f64;
@@ -181,7 +223,12 @@ fn hook_moves_the_expected_mass() {
     let mut row = vec![0.0f32; vocab as usize];
     apply_watermark(&green, &[5, 6], &mut row).unwrap();
     let p = softmax(&row);
-    let green_mass: f64 = p.iter().zip(&row).filter(|(_, &x)| x > 0.0).map(|(p, _)| p).sum();
+    let green_mass: f64 = p
+        .iter()
+        .zip(&row)
+        .filter(|(_, &x)| x > 0.0)
+        .map(|(p, _)| p)
+        .sum();
     let a = 2f64.exp();
     let want = 0.25 * a / (0.25 * a + 0.75);
     assert!((green_mass - want).abs() < 0.01, "{green_mass} vs {want}");

@@ -117,7 +117,11 @@ impl Score {
             scored,
             green,
             gamma,
-            green_fraction: if scored == 0 { 0.0 } else { green as f64 / scored as f64 },
+            green_fraction: if scored == 0 {
+                0.0
+            } else {
+                green as f64 / scored as f64
+            },
             z_score: stats::z_score(scored, green, gamma),
             p_value: stats::p_from_log10(log10_p_value),
             log10_p_value,
@@ -211,10 +215,8 @@ pub fn detect(
             TokenStatus::InPrompt => ignored.in_prompt += 1,
         }
     }
-    let scored = (statuses.len() as u64)
-        - ignored.too_little_context
-        - ignored.repeated
-        - ignored.in_prompt;
+    let scored =
+        (statuses.len() as u64) - ignored.too_little_context - ignored.repeated - ignored.in_prompt;
     let gamma = green.scheme().effective_gamma();
     let score = Score::new(scored, green_count, gamma);
     let windowed = options
@@ -234,7 +236,12 @@ pub fn detect(
 }
 
 /// Each token's status, in order. Tokens are already checked to be in the vocabulary.
-fn classify(green: &GreenList, prompt: &[u32], tokens: &[u32], deduplicate: bool) -> Vec<TokenStatus> {
+fn classify(
+    green: &GreenList,
+    prompt: &[u32],
+    tokens: &[u32],
+    deduplicate: bool,
+) -> Vec<TokenStatus> {
     let need = green.scheme().context_width();
     let self_seeded = green.scheme().seeding == crate::green::Seeding::SelfSeeded;
     let text: Vec<u32> = prompt.iter().chain(tokens).copied().collect();
@@ -346,7 +353,9 @@ impl Hasher for TupleHasher {
         self.write_u64(u64::from(x));
     }
     fn write_u64(&mut self, x: u64) {
-        self.0 = (self.0 ^ x).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(26);
+        self.0 = (self.0 ^ x)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            .rotate_left(26);
     }
 }
 
@@ -356,21 +365,35 @@ mod tests {
     use crate::{Scheme, SecretKey, Seeding};
 
     fn green(seeding: Seeding, width: usize) -> GreenList {
-        let scheme = Scheme { seeding, width, ..Scheme::default() };
+        let scheme = Scheme {
+            seeding,
+            width,
+            ..Scheme::default()
+        };
         GreenList::new(&SecretKey::from_bytes([3; 32]), scheme, 1000).unwrap()
     }
 
     #[test]
     fn statuses_follow_the_rules() {
         let g = green(Seeding::Previous, 2);
-        let opts = DetectOptions { per_token: true, ..DetectOptions::default() };
+        let opts = DetectOptions {
+            per_token: true,
+            ..DetectOptions::default()
+        };
         // Tokens 0,1 lack context; (1,2)->3 then (1,2)->3 again repeats.
         let d = detect(&g, &[], &[1, 2, 3, 9, 1, 2, 3], &opts).unwrap();
         let st = d.token_statuses.unwrap();
         assert_eq!(st[0], TokenStatus::TooLittleContext);
         assert_eq!(st[1], TokenStatus::TooLittleContext);
         assert_eq!(st[6], TokenStatus::Repeated);
-        assert_eq!(d.ignored, Ignored { too_little_context: 2, repeated: 1, in_prompt: 0 });
+        assert_eq!(
+            d.ignored,
+            Ignored {
+                too_little_context: 2,
+                repeated: 1,
+                in_prompt: 0
+            }
+        );
         assert_eq!(d.score.scored, 4);
         // With a prompt: context comes from it, and windows seen inside it are excluded.
         let d = detect(&g, &[5, 6, 7], &[5, 6, 8, 4], &opts).unwrap();
@@ -391,8 +414,14 @@ mod tests {
     fn bad_input_is_refused() {
         let g = green(Seeding::SelfSeeded, 3);
         let opts = DetectOptions::default();
-        assert!(matches!(detect(&g, &[], &[], &opts), Err(Error::EmptyInput(_))));
-        assert!(matches!(detect(&g, &[], &[1, 1000], &opts), Err(Error::TokenOutOfVocabulary { .. })));
+        assert!(matches!(
+            detect(&g, &[], &[], &opts),
+            Err(Error::EmptyInput(_))
+        ));
+        assert!(matches!(
+            detect(&g, &[], &[1, 1000], &opts),
+            Err(Error::TokenOutOfVocabulary { .. })
+        ));
         let bad = DetectOptions { fpr: 0.0, ..opts };
         assert!(detect(&g, &[], &[1, 2, 3], &bad).is_err());
     }
@@ -409,7 +438,10 @@ mod tests {
                 .unwrap();
             text[i] = t;
         }
-        let opts = DetectOptions { windowed: true, ..DetectOptions::default() };
+        let opts = DetectOptions {
+            windowed: true,
+            ..DetectOptions::default()
+        };
         let d = detect(&g, &[], &text, &opts).unwrap();
         let w = d.windowed.unwrap();
         assert!(w.watermarked);

@@ -81,7 +81,8 @@ impl Scheme {
             )));
         }
         let threshold = (self.gamma * 65536.0).round();
-        if !(self.gamma > 0.0 && self.gamma < 1.0) || !(1.0..=65535.0).contains(&threshold) {
+        // Also rejects NaN: NaN is in no range.
+        if !(1.0..=65535.0).contains(&threshold) {
             return Err(Error::InvalidParameter(format!(
                 "gamma {} must lie in (0, 1), at least 2^-16 from either end",
                 self.gamma
@@ -353,9 +354,8 @@ impl GreenList {
         let mut token_hash = vec![0u32; vocab];
         // Token hashes: 16 per block of the reserved token-hash stream.
         for (chunk_index, chunk) in token_hash.chunks_mut(16 * LANES).enumerate() {
-            let counters: [u64; LANES] = std::array::from_fn(|l| {
-                TOKEN_HASH_COUNTER_BASE + (chunk_index * LANES + l) as u64
-            });
+            let counters: [u64; LANES] =
+                std::array::from_fn(|l| TOKEN_HASH_COUNTER_BASE + (chunk_index * LANES + l) as u64);
             let out = self.prf.blocks(&[TOKEN_HASH_NONCE; LANES], &counters);
             for (i, h) in chunk.iter_mut().enumerate() {
                 *h = out[i % 16][i / 16];
@@ -363,9 +363,8 @@ impl GreenList {
         }
         let mut self_value = vec![0u16; vocab];
         for (chunk_index, chunk) in self_value.chunks_mut(LANES).enumerate() {
-            let tokens: [u32; LANES] = std::array::from_fn(|l| {
-                ((chunk_index * LANES + l).min(vocab - 1)) as u32
-            });
+            let tokens: [u32; LANES] =
+                std::array::from_fn(|l| ((chunk_index * LANES + l).min(vocab - 1)) as u32);
             let seeds = tokens.map(|t| self.anchor_seed(token_hash[t as usize]));
             let values = self.values(&seeds, &tokens);
             chunk.copy_from_slice(&values[..chunk.len()]);
@@ -403,7 +402,11 @@ mod tests {
 
     #[test]
     fn row_pass_agrees_with_single_decisions() {
-        for s in [scheme(Seeding::Previous, 1), scheme(Seeding::Previous, 3), scheme(Seeding::SelfSeeded, 4)] {
+        for s in [
+            scheme(Seeding::Previous, 1),
+            scheme(Seeding::Previous, 3),
+            scheme(Seeding::SelfSeeded, 4),
+        ] {
             let green = GreenList::new(&key(), s, 1000).unwrap();
             let context = [5u32, 17, 999, 42];
             let window = &context[context.len() - green.scheme().context_width()..];
@@ -431,11 +434,17 @@ mod tests {
     fn invalid_schemes_are_refused() {
         assert!(GreenList::new(&key(), scheme(Seeding::SelfSeeded, 1), 10).is_err());
         assert!(GreenList::new(&key(), scheme(Seeding::Previous, 9), 10).is_err());
-        let bad_gamma = Scheme { gamma: 1.0, ..Scheme::default() };
+        let bad_gamma = Scheme {
+            gamma: 1.0,
+            ..Scheme::default()
+        };
         assert!(GreenList::new(&key(), bad_gamma, 10).is_err());
         assert!(GreenList::new(&key(), Scheme::default(), 0).is_err());
         let green = GreenList::new(&key(), Scheme::default(), 10).unwrap();
-        assert!(matches!(green.is_green(&[1, 2], 10), Err(Error::TokenOutOfVocabulary { .. })));
+        assert!(matches!(
+            green.is_green(&[1, 2], 10),
+            Err(Error::TokenOutOfVocabulary { .. })
+        ));
         assert_eq!(green.is_green(&[1], 3).unwrap(), None);
     }
 }

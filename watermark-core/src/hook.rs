@@ -134,7 +134,11 @@ mod tests {
     const VOCAB: u32 = 300;
 
     fn green(seeding: Seeding, width: usize) -> GreenList {
-        let scheme = Scheme { seeding, width, ..Scheme::default() };
+        let scheme = Scheme {
+            seeding,
+            width,
+            ..Scheme::default()
+        };
         GreenList::new(&SecretKey::from_bytes([7; 32]), scheme, VOCAB).unwrap()
     }
 
@@ -203,13 +207,22 @@ mod tests {
     fn short_rows_and_bad_shapes_are_errors() {
         let g = green(Seeding::Previous, 2);
         let mut short = vec![0.0; VOCAB as usize - 1];
-        assert!(matches!(apply_watermark(&g, &[1, 2], &mut short), Err(Error::RowTooShort { .. })));
+        assert!(matches!(
+            apply_watermark(&g, &[1, 2], &mut short),
+            Err(Error::RowTooShort { .. })
+        ));
         let mut odd = vec![0.0; 2 * VOCAB as usize + 1];
-        assert!(matches!(apply_watermark_batch(&g, &[[1u32, 2], [3, 4]], &mut odd), Err(Error::BatchShape(_))));
+        assert!(matches!(
+            apply_watermark_batch(&g, &[[1u32, 2], [3, 4]], &mut odd),
+            Err(Error::BatchShape(_))
+        ));
         let mut one = vec![0.0; 1];
         assert!(apply_watermark_candidates(&g, &[1, 2], &[VOCAB], &mut one).is_err());
         let mut row = vec![0.0; VOCAB as usize];
-        assert!(matches!(apply_watermark(&g, &[1, VOCAB], &mut row), Err(Error::TokenOutOfVocabulary { .. })));
+        assert!(matches!(
+            apply_watermark(&g, &[1, VOCAB], &mut row),
+            Err(Error::TokenOutOfVocabulary { .. })
+        ));
     }
 
     #[test]

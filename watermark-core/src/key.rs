@@ -152,7 +152,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("tm-badkey-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("bad.key");
-        let secretish = "tracemark-key-v1\nzz3456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n";
+        let secretish =
+            "tracemark-key-v1\nzz3456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n";
         std::fs::write(&path, secretish).unwrap();
         let msg = SecretKey::read(&path).unwrap_err().to_string();
         assert!(msg.contains("not 64 hex digits"), "{msg}");

@@ -35,7 +35,11 @@ impl Prf {
     /// `LANES` keystream blocks, lane `l` at `(nonces[l], counters[l])`, returned as
     /// `out[word][lane]` (structure of arrays, which is what the callers consume).
     #[inline]
-    pub(crate) fn blocks(&self, nonces: &[u64; LANES], counters: &[u64; LANES]) -> [[u32; LANES]; 16] {
+    pub(crate) fn blocks(
+        &self,
+        nonces: &[u64; LANES],
+        counters: &[u64; LANES],
+    ) -> [[u32; LANES]; 16] {
         let mut init = [[0u32; LANES]; 16];
         for (w, c) in CONSTANTS.iter().enumerate() {
             init[w] = [*c; LANES];
@@ -43,6 +47,7 @@ impl Prf {
         for (w, k) in self.key.iter().enumerate() {
             init[4 + w] = [*k; LANES];
         }
+        #[allow(clippy::needless_range_loop)]
         for l in 0..LANES {
             init[12][l] = counters[l] as u32;
             init[13][l] = (counters[l] >> 32) as u32;
@@ -76,6 +81,8 @@ impl Prf {
     }
 }
 
+// Indexing by lane across four rows is the point: it is what LLVM turns into vector lanes.
+#[allow(clippy::needless_range_loop)]
 #[inline(always)]
 fn quarter(x: &mut [[u32; LANES]; 16], a: usize, b: usize, c: usize, d: usize) {
     for l in 0..LANES {

@@ -57,7 +57,12 @@ fn default_fpr() -> f64 {
 
 impl Profile {
     /// A new profile for `key` (stored at `key_file`) with the given scheme and vocabulary.
-    pub fn new(key_file: PathBuf, key: &SecretKey, scheme: Scheme, vocab_size: u32) -> Result<Self> {
+    pub fn new(
+        key_file: PathBuf,
+        key: &SecretKey,
+        scheme: Scheme,
+        vocab_size: u32,
+    ) -> Result<Self> {
         scheme.validate()?;
         Ok(Profile {
             spec: SPEC_VERSION.to_string(),
@@ -102,7 +107,8 @@ impl Profile {
     /// Writes the profile; `.json` paths as JSON, anything else as TOML.
     pub fn save(&self, path: &Path) -> Result<()> {
         let text = if path.extension().is_some_and(|e| e == "json") {
-            serde_json::to_string_pretty(self).map_err(|e| Error::InvalidParameter(e.to_string()))?
+            serde_json::to_string_pretty(self)
+                .map_err(|e| Error::InvalidParameter(e.to_string()))?
         } else {
             toml::to_string(self).map_err(|e| Error::InvalidParameter(e.to_string()))?
         };
@@ -173,19 +179,28 @@ mod tests {
         let key = SecretKey::generate().unwrap();
         key.write_new(&dir.join("a.key")).unwrap();
         let mut p = Profile::new("a.key".into(), &key, Scheme::default(), 500).unwrap();
-        p.tokenizer = Some(TokenizerBinding { fingerprint: "00ff".into(), path: None });
+        p.tokenizer = Some(TokenizerBinding {
+            fingerprint: "00ff".into(),
+            path: None,
+        });
         for name in ["p.toml", "p.json"] {
             p.save(&dir.join(name)).unwrap();
             let q = Profile::load(&dir.join(name)).unwrap();
             assert_eq!(q.scheme, p.scheme);
             assert_eq!(q.tokenizer, p.tokenizer);
             assert_eq!(q.green_list().unwrap().key_fingerprint(), key.fingerprint());
-            assert!(matches!(q.check_tokenizer("00fe"), Err(Error::TokenizerMismatch { .. })));
+            assert!(matches!(
+                q.check_tokenizer("00fe"),
+                Err(Error::TokenizerMismatch { .. })
+            ));
             q.check_tokenizer("00ff").unwrap();
         }
         // A different key at the same path is refused by fingerprint.
         std::fs::remove_file(dir.join("a.key")).unwrap();
-        SecretKey::generate().unwrap().write_new(&dir.join("a.key")).unwrap();
+        SecretKey::generate()
+            .unwrap()
+            .write_new(&dir.join("a.key"))
+            .unwrap();
         let q = Profile::load(&dir.join("p.toml")).unwrap();
         assert!(matches!(q.green_list(), Err(Error::KeyMismatch { .. })));
         std::fs::remove_dir_all(&dir).unwrap();
@@ -205,7 +220,10 @@ mod tests {
             let err = Profile::load(&dir.join(name)).unwrap_err();
             assert!(!err.to_string().is_empty(), "{name}");
         }
-        assert!(matches!(Profile::load(&dir.join("missing.toml")), Err(Error::Io { .. })));
+        assert!(matches!(
+            Profile::load(&dir.join("missing.toml")),
+            Err(Error::Io { .. })
+        ));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -41,7 +41,9 @@ impl Sampling {
         }
         if let Some(p) = top_p {
             if !(p > 0.0 && p <= 1.0) {
-                return Err(Error::InvalidParameter(format!("top-p {p} must lie in (0, 1]")));
+                return Err(Error::InvalidParameter(format!(
+                    "top-p {p} must lie in (0, 1]"
+                )));
             }
         }
         Ok(if temperature == 0.0 {
@@ -204,7 +206,8 @@ mod tests {
     #[test]
     fn same_seed_same_tokens_other_seed_differs() {
         let run = |seed| {
-            let mut s = WatermarkSampler::new(Some(green()), Sampling::new(1.0, None, None).unwrap(), seed);
+            let mut s =
+                WatermarkSampler::new(Some(green()), Sampling::new(1.0, None, None).unwrap(), seed);
             let mut ctx = vec![1u32, 2];
             for _ in 0..50 {
                 let mut row = logits();
