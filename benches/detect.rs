@@ -80,7 +80,9 @@ fn zipf_ids(seed: u64) -> Vec<u32> {
 }
 
 fn detect_throughput(c: &mut Criterion) {
-    let key = SecretKey::from_bytes(std::array::from_fn(|i| (i as u8).wrapping_mul(37).wrapping_add(11)));
+    let key = SecretKey::from_bytes(std::array::from_fn(|i| {
+        (i as u8).wrapping_mul(37).wrapping_add(11)
+    }));
     let default = GreenList::new(&key, Scheme::default(), VOCAB).expect("valid scheme");
     let self4 = GreenList::new(
         &key,
@@ -105,9 +107,10 @@ fn detect_throughput(c: &mut Criterion) {
                 "detect/{scheme_name}/{stream_name}: {} tokens, {} scored, {} repeated, {} too little context, green fraction {:.4}",
                 d.tokens, d.score.scored, d.ignored.repeated, d.ignored.too_little_context, d.score.green_fraction
             );
-            group.bench_function(BenchmarkId::new(scheme_name, format!("{stream_name}/1M")), |b| {
-                b.iter(|| detect(green, &[], black_box(ids), &options).expect("detects"))
-            });
+            group.bench_function(
+                BenchmarkId::new(scheme_name, format!("{stream_name}/1M")),
+                |b| b.iter(|| detect(green, &[], black_box(ids), &options).expect("detects")),
+            );
         }
     }
     group.finish();

@@ -34,7 +34,9 @@ fn config() -> Criterion {
 }
 
 fn key() -> SecretKey {
-    SecretKey::from_bytes(std::array::from_fn(|i| (i as u8).wrapping_mul(37).wrapping_add(11)))
+    SecretKey::from_bytes(std::array::from_fn(|i| {
+        (i as u8).wrapping_mul(37).wrapping_add(11)
+    }))
 }
 
 fn green(scheme: Scheme, vocab: u32) -> GreenList {
@@ -127,26 +129,32 @@ fn hook_batch(c: &mut Criterion) {
     let green = green(Scheme::default(), vocab);
     let mut logits = rows.clone();
     let mut step = 0u64;
-    group.bench_function(BenchmarkId::new("apply_watermark_batch", format!("{BATCH}x{vocab}")), |b| {
-        b.iter(|| {
-            step += 1;
-            let contexts: [[u32; 4]; BATCH] =
-                std::array::from_fn(|r| context(step * BATCH as u64 + r as u64, vocab));
-            apply_watermark_batch(&green, black_box(&contexts), black_box(&mut logits))
-                .expect("batch shape")
-        })
-    });
+    group.bench_function(
+        BenchmarkId::new("apply_watermark_batch", format!("{BATCH}x{vocab}")),
+        |b| {
+            b.iter(|| {
+                step += 1;
+                let contexts: [[u32; 4]; BATCH] =
+                    std::array::from_fn(|r| context(step * BATCH as u64 + r as u64, vocab));
+                apply_watermark_batch(&green, black_box(&contexts), black_box(&mut logits))
+                    .expect("batch shape")
+            })
+        },
+    );
 
     let mut probs = vec![0.0f32; vocab as usize];
-    group.bench_function(BenchmarkId::new("softmax_sample", format!("{BATCH}x{vocab}")), |b| {
-        b.iter(|| {
-            let mut picked = [0usize; BATCH];
-            for (p, r) in picked.iter_mut().zip(rows.chunks_exact(vocab as usize)) {
-                *p = softmax_sample(black_box(r), &mut probs, black_box(U));
-            }
-            picked
-        })
-    });
+    group.bench_function(
+        BenchmarkId::new("softmax_sample", format!("{BATCH}x{vocab}")),
+        |b| {
+            b.iter(|| {
+                let mut picked = [0usize; BATCH];
+                for (p, r) in picked.iter_mut().zip(rows.chunks_exact(vocab as usize)) {
+                    *p = softmax_sample(black_box(r), &mut probs, black_box(U));
+                }
+                picked
+            })
+        },
+    );
     group.finish();
 }
 
@@ -173,14 +181,22 @@ fn hook_candidates(c: &mut Criterion) {
         let green = green(scheme, vocab);
         let mut logits = shortlist.clone();
         let mut step = 0u64;
-        group.bench_function(BenchmarkId::new(name, format!("{CANDIDATES}of{vocab}")), |b| {
-            b.iter(|| {
-                step += 1;
-                let ctx = context(step, vocab);
-                apply_watermark_candidates(&green, black_box(&ctx), black_box(&ids), black_box(&mut logits))
+        group.bench_function(
+            BenchmarkId::new(name, format!("{CANDIDATES}of{vocab}")),
+            |b| {
+                b.iter(|| {
+                    step += 1;
+                    let ctx = context(step, vocab);
+                    apply_watermark_candidates(
+                        &green,
+                        black_box(&ctx),
+                        black_box(&ids),
+                        black_box(&mut logits),
+                    )
                     .expect("valid candidates")
-            })
-        });
+                })
+            },
+        );
     }
     group.finish();
 }

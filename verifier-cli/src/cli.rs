@@ -8,7 +8,8 @@ use watermark_core::{Scheme, Seeding};
 
 const ABOUT: &str = "tracemark: a keyed green-list watermark for language-model text";
 
-const LONG_ABOUT: &str = "tracemark watermarks language-model output by nudging sampling towards a \
+const LONG_ABOUT: &str =
+    "tracemark watermarks language-model output by nudging sampling towards a \
 secret, keyed \"green list\" of tokens, and detects that watermark in text or token ids with an \
 exact statistical test. Create a key and profile with `tracemark keygen`, test documents with \
 `tracemark detect`, and try both end to end with `tracemark generate --synthetic`.";

@@ -144,8 +144,8 @@ pub fn run(args: &DetectArgs, out: &mut impl Write) -> Result<u8> {
                     map.insert("id".into(), id.clone());
                 }
             }
-            serde_json::to_writer(&mut *out, &value)?;
-            writeln!(out)?;
+            let line = serde_json::to_string(&value)?;
+            writeln!(out, "{line}")?;
         }
     } else {
         print_table(&scored, args.windowed, out)?;
@@ -154,7 +154,11 @@ pub fn run(args: &DetectArgs, out: &mut impl Write) -> Result<u8> {
             out,
             "{} {}, {flagged} watermarked at FPR {} (key {}, spec {SPEC_VERSION})",
             scored.len(),
-            if scored.len() == 1 { "document" } else { "documents" },
+            if scored.len() == 1 {
+                "document"
+            } else {
+                "documents"
+            },
             format_fpr(options.fpr),
             green.key_fingerprint(),
         )?;
@@ -275,14 +279,7 @@ fn load_tokenizer(profile: &Profile, given: Option<&Path>) -> Result<TextTokeniz
 /// The aligned table, with each document's tokens under its row when asked for.
 fn print_table(scored: &[Scored], windowed: bool, out: &mut impl Write) -> Result<()> {
     let mut header = vec![
-        "source",
-        "tokens",
-        "scored",
-        "green",
-        "z",
-        "log10 p",
-        "p",
-        "verdict",
+        "source", "tokens", "scored", "green", "z", "log10 p", "p", "verdict",
     ];
     if windowed {
         header.extend(["window log10 p", "window"]);
@@ -405,4 +402,59 @@ fn printable(piece: &str) -> String {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_formatted_for_the_table() {
+        assert_eq!(format_p(3.14e-12), "3.1e-12");
+        assert_eq!(format_p(0.0), "<1e-308");
+        assert_eq!(fixed(-0.001), "0.00");
+        assert_eq!(fixed(-41.987), "-41.99");
+        assert_eq!(format_fpr(1e-6), "1e-6");
+        assert_eq!(format_fpr(0.01), "0.01");
+    }
+
+    #[test]
+    fn tokens_are_highlighted_by_status() {
+        let pieces: Vec<String> = ["a", "b", "c", "d"].map(String::from).to_vec();
+        let statuses = [
+            TokenStatus::TooLittleContext,
+            TokenStatus::Green,
+            TokenStatus::Red,
+            TokenStatus::Repeated,
+        ];
+        assert_eq!(highlight(&pieces, &statuses), "(a) [+b] c (d)");
+        assert_eq!(printable("x\ny\t"), "x\\ny\\t");
+    }
+
+    #[test]
+    fn jsonl_lines_become_documents_or_name_their_line() {
+        let mut docs = Vec::new();
+        let input = b"\xef\xbb\xbf{\"text\": \"hi\", \"id\": [1]}\r\n\n  \n{\"tokens\": [1, 2], \"prompt_tokens\": [0], \"extra\": true}\n";
+        parse_jsonl("f.jsonl", input, &mut docs).expect("valid JSONL");
+        assert_eq!(docs.len(), 2);
+        assert_eq!(docs[0].source, "f.jsonl:1");
+        assert!(docs[0].needs_tokenizer());
+        assert_eq!(docs[0].id, Some(serde_json::json!([1])));
+        assert_eq!(docs[1].source, "f.jsonl:4");
+        assert!(!docs[1].needs_tokenizer());
+        for (bad, needle) in [
+            (&b"[1, 2]"[..], "expected a JSON object"),
+            (b"{\"tokens\": [-1]}", "f.jsonl:1"),
+            (b"{\"text\": \"a\", \"tokens\": [1]}", "not both"),
+            (
+                b"{\"tokens\": [1], \"prompt\": \"a\", \"prompt_tokens\": [1]}",
+                "not both",
+            ),
+            (b"{\"prompt\": \"a\"}", "needs a `text`"),
+            (b"\n\xff", "f.jsonl:2: not valid UTF-8"),
+        ] {
+            let err = parse_jsonl("f.jsonl", bad, &mut Vec::new()).expect_err("invalid JSONL");
+            assert!(err.to_string().contains(needle), "{err}");
+        }
+    }
 }

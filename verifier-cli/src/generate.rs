@@ -54,8 +54,9 @@ pub fn run(args: &GenerateArgs, out: &mut impl Write) -> Result<()> {
             prompt_tokens: &context[..PROMPT.len()],
             tokens: &context[PROMPT.len()..],
         };
-        serde_json::to_writer(&mut *out, &doc)?;
-        writeln!(out)?;
+        // Serialised first, so that a closed pipe surfaces as an io::Error, not a serde one.
+        let line = serde_json::to_string(&doc)?;
+        writeln!(out, "{line}")?;
     }
     Ok(())
 }

@@ -39,6 +39,13 @@ pub fn run(args: &KeygenArgs, out: &mut impl Write) -> Result<()> {
             }
             let absolute = std::fs::canonicalize(path)
                 .with_context(|| format!("{}: cannot resolve the path", path.display()))?;
+            if absolute.to_str().is_none() {
+                // Profiles are TOML or JSON text: such a path could not be saved.
+                bail!(
+                    "{}: the tokenizer's path is not valid UTF-8",
+                    path.display()
+                );
+            }
             let binding = TokenizerBinding {
                 fingerprint: tokenizer.fingerprint().to_string(),
                 path: Some(absolute),
@@ -46,6 +53,12 @@ pub fn run(args: &KeygenArgs, out: &mut impl Write) -> Result<()> {
             (vocab, Some(binding))
         }
     };
+
+    let key = SecretKey::generate()?;
+    let mut profile = Profile::new(KEY_FILE.into(), &key, scheme, vocab_size)?;
+    profile.tokenizer = binding;
+    // Builds the green list once: checks the vocabulary size before the key is written.
+    profile.green_list_with(&key)?;
 
     let key_path = args.out.join(KEY_FILE);
     let profile_name = if args.json_profile {
@@ -69,11 +82,6 @@ pub fn run(args: &KeygenArgs, out: &mut impl Write) -> Result<()> {
         );
     }
 
-    let key = SecretKey::generate()?;
-    let mut profile = Profile::new(KEY_FILE.into(), &key, scheme, vocab_size)?;
-    profile.tokenizer = binding;
-    // Builds the green list once: checks the vocabulary size before the key is written.
-    profile.green_list_with(&key)?;
     key.write_new(&key_path)?;
     profile.save(&profile_path).with_context(|| {
         format!(
@@ -83,7 +91,11 @@ pub fn run(args: &KeygenArgs, out: &mut impl Write) -> Result<()> {
     })?;
 
     let s = &profile.scheme;
-    writeln!(out, "key:         {} (secret: keep it private)", key_path.display())?;
+    writeln!(
+        out,
+        "key:         {} (secret: keep it private)",
+        key_path.display()
+    )?;
     writeln!(out, "profile:     {}", profile_path.display())?;
     writeln!(out, "fingerprint: {}", profile.key_fingerprint)?;
     writeln!(

@@ -1,0 +1,607 @@
+//! End-to-end tests of the `tracemark` binary: exit codes, one-line errors, the
+//! generate | detect round trip, tokenizer binding, and that no command ever prints the key.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_tracemark");
+
+/// What one command did.
+#[derive(Debug)]
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+/// A temporary directory per test, the outputs of every command run in it, and the keys made
+/// there: `finish` checks that no output contains a key.
+#[derive(Debug)]
+struct Sandbox {
+    dir: PathBuf,
+    outputs: Vec<String>,
+    secrets: Vec<String>,
+}
+
+impl Sandbox {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("tracemark-cli-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create the test directory");
+        Sandbox {
+            dir,
+            outputs: Vec::new(),
+            secrets: Vec::new(),
+        }
+    }
+
+    fn path(&self, relative: &str) -> PathBuf {
+        self.dir.join(relative)
+    }
+
+    fn write(&self, relative: &str, bytes: impl AsRef<[u8]>) {
+        let path = self.path(relative);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("create a parent directory");
+        }
+        std::fs::write(path, bytes).expect("write a test file");
+    }
+
+    fn read(&self, relative: &str) -> String {
+        std::fs::read_to_string(self.path(relative)).expect("read a test file")
+    }
+
+    /// Runs `tracemark` with `args` (split on whitespace) in the sandbox, stdin closed.
+    fn run(&mut self, args: &str) -> Run {
+        self.run_with_stdin(args, None)
+    }
+
+    fn run_with_stdin(&mut self, args: &str, stdin: Option<&[u8]>) -> Run {
+        let mut child = Command::new(BIN)
+            .args(args.split_whitespace())
+            .current_dir(&self.dir)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start tracemark");
+        let writer = stdin.map(|bytes| {
+            let mut pipe = child.stdin.take().expect("stdin is piped");
+            let bytes = bytes.to_vec();
+            // A thread, so that a large input cannot deadlock against a full stdout pipe.
+            std::thread::spawn(move || {
+                let _ = pipe.write_all(&bytes);
+            })
+        });
+        let output = child.wait_with_output().expect("wait for tracemark");
+        if let Some(w) = writer {
+            w.join().expect("stdin writer");
+        }
+        let run = Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        };
+        self.outputs.push(run.stdout.clone());
+        self.outputs.push(run.stderr.clone());
+        run
+    }
+
+    /// `tracemark keygen --out DIR extra...`, which must succeed; remembers the key.
+    fn keygen(&mut self, dir: &str, extra: &str) -> Run {
+        let run = self.run(&format!("keygen --out {dir} {extra}"));
+        assert_eq!(run.code, 0, "keygen failed: {run:?}");
+        self.remember_key(&format!("{dir}/tracemark.key"));
+        run
+    }
+
+    /// Adds a key file's secret (its hex line) to those no output may contain.
+    fn remember_key(&mut self, relative: &str) {
+        let text = self.read(relative);
+        let hex = text
+            .lines()
+            .nth(1)
+            .expect("a key file has a hex line")
+            .trim();
+        assert_eq!(hex.len(), 64, "{relative}");
+        self.secrets.push(hex.to_string());
+    }
+
+    /// Checks that no command printed a key, then removes the directory.
+    fn finish(self) {
+        assert!(!self.outputs.is_empty());
+        for secret in &self.secrets {
+            for output in &self.outputs {
+                assert!(
+                    !output.contains(secret.as_str()),
+                    "a key was printed: {output}"
+                );
+                assert!(
+                    !output.contains(&secret[..32]),
+                    "half a key was printed: {output}"
+                );
+                assert!(
+                    !output.contains(&secret[32..]),
+                    "half a key was printed: {output}"
+                );
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// An error: status 1 and exactly one stderr line, `error: ...`, containing `needle`.
+fn assert_error(run: &Run, needle: &str) {
+    assert_eq!(run.code, 1, "{run:?}");
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "not one line: {:?}", run.stderr);
+    assert!(lines[0].starts_with("error: "), "{:?}", run.stderr);
+    assert!(
+        lines[0].contains(needle),
+        "{:?} lacks {needle:?}",
+        run.stderr
+    );
+}
+
+fn json_lines(text: &str) -> Vec<Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
+}
+
+/// The value of `key = "..."` in a TOML profile.
+fn toml_string(toml: &str, key: &str) -> Option<String> {
+    toml.lines().find_map(|l| {
+        let rest = l.strip_prefix(key)?.trim_start().strip_prefix('=')?.trim();
+        Some(rest.trim_matches('"').to_string())
+    })
+}
+
+/// A profile in `k/` (vocabulary 1000) with 5 watermarked documents in `wm.jsonl` and 5 plain
+/// ones in `plain.jsonl`.
+fn setup_generated(sb: &mut Sandbox) {
+    sb.keygen("k", "--vocab-size 1000");
+    let wm = sb
+        .run("generate --profile k/profile.toml --synthetic --count 5 --max-tokens 200 --seed 11");
+    assert_eq!(wm.code, 0, "{wm:?}");
+    sb.write("wm.jsonl", &wm.stdout);
+    let plain = sb.run("generate --profile k/profile.toml --synthetic --count 5 --max-tokens 200 --seed 500 --no-watermark");
+    assert_eq!(plain.code, 0, "{plain:?}");
+    sb.write("plain.jsonl", &plain.stdout);
+}
+
+#[test]
+fn keygen_writes_an_owner_only_key_and_a_profile() {
+    let mut sb = Sandbox::new("keygen");
+    let run = sb.keygen("k", "--vocab-size 1000");
+    let profile = sb.read("k/profile.toml");
+    let fingerprint = toml_string(&profile, "key_fingerprint").expect("a key fingerprint");
+    assert_eq!(fingerprint.len(), 16);
+    assert!(run.stdout.contains("tracemark.key"), "{}", run.stdout);
+    assert!(run.stdout.contains("profile.toml"), "{}", run.stdout);
+    assert!(run.stdout.contains(&fingerprint), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("previous seeding, width 2"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        toml_string(&profile, "key_file").as_deref(),
+        Some("tracemark.key")
+    );
+    assert_eq!(toml_string(&profile, "vocab_size").as_deref(), Some("1000"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(sb.path("k/tracemark.key"))
+            .expect("the key exists")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    // Scheme flags and a JSON profile, in a directory that does not exist yet.
+    sb.keygen(
+        "deeper/j",
+        "--vocab-size 500 --seeding self-seeded --width 3 --gamma 0.5 --delta 3 --json-profile",
+    );
+    let profile: Value = serde_json::from_str(&sb.read("deeper/j/profile.json")).expect("JSON");
+    assert_eq!(profile["vocab_size"], 500);
+    assert_eq!(profile["scheme"]["seeding"], "self-seeded");
+    assert_eq!(profile["scheme"]["width"], 3);
+    assert_eq!(profile["scheme"]["gamma"], 0.5);
+    assert_eq!(profile["scheme"]["delta"], 3.0);
+    assert!(!sb.path("deeper/j/profile.toml").exists());
+    sb.finish();
+}
+
+#[test]
+fn keygen_refuses_to_overwrite_a_key() {
+    let mut sb = Sandbox::new("overwrite");
+    sb.keygen("k", "--vocab-size 1000");
+    let key_before = sb.read("k/tracemark.key");
+    let profile_before = sb.read("k/profile.toml");
+    let again = sb.run("keygen --out k --vocab-size 1000");
+    assert_error(&again, "already exists");
+    assert_eq!(sb.read("k/tracemark.key"), key_before);
+    assert_eq!(sb.read("k/profile.toml"), profile_before);
+    sb.finish();
+}
+
+#[test]
+fn keygen_needs_a_vocabulary_and_valid_parameters() {
+    let mut sb = Sandbox::new("keygen-args");
+    let run = sb.run("keygen --out k");
+    assert_error(&run, "give --tokenizer FILE or --vocab-size N");
+    assert_error(&sb.run("keygen --out k --vocab-size 0"), "vocabulary");
+    assert_error(&sb.run("keygen --out k --vocab-size 9 --gamma 1"), "gamma");
+    let run = sb.run("keygen --out k --vocab-size 9 --seeding self-seeded --width 1");
+    assert_error(&run, "width");
+    // Nothing is written when keygen refuses.
+    assert!(!sb.path("k").exists());
+    sb.finish();
+}
+
+#[test]
+fn generated_documents_round_trip_through_detect() {
+    let mut sb = Sandbox::new("roundtrip");
+    setup_generated(&mut sb);
+    let fingerprint =
+        toml_string(&sb.read("k/profile.toml"), "key_fingerprint").expect("fingerprint");
+
+    // Generation is reproducible and marks its records.
+    let again = sb.run("generate --profile k/profile.toml --synthetic --count 5 --seed 11");
+    assert_eq!(again.stdout, sb.read("wm.jsonl"));
+    let records = json_lines(&sb.read("wm.jsonl"));
+    assert_eq!(records.len(), 5);
+    for (i, r) in records.iter().enumerate() {
+        assert_eq!(r["id"], i);
+        assert_eq!(r["watermarked"], true);
+        assert_eq!(r["prompt_tokens"], serde_json::json!([0]));
+        assert_eq!(r["tokens"].as_array().map(Vec::len), Some(200));
+    }
+
+    let run = sb.run("detect --profile k/profile.toml --json wm.jsonl plain.jsonl");
+    assert_eq!(run.code, 0, "{run:?}");
+    let detections = json_lines(&run.stdout);
+    assert_eq!(detections.len(), 10);
+    for (i, d) in detections.iter().enumerate() {
+        for field in [
+            "spec",
+            "key_fingerprint",
+            "tokens",
+            "scored",
+            "green",
+            "green_fraction",
+            "z_score",
+            "p_value",
+            "log10_p_value",
+            "fpr",
+            "watermarked",
+            "ignored",
+            "source",
+            "id",
+        ] {
+            assert!(d.get(field).is_some(), "{field} missing from {d}");
+        }
+        for field in ["too_little_context", "repeated", "in_prompt"] {
+            assert!(
+                d["ignored"].get(field).is_some(),
+                "ignored.{field} missing from {d}"
+            );
+        }
+        assert!(d.get("windowed").is_none() && d.get("token_statuses").is_none());
+        assert_eq!(d["spec"], "tracemark-green-v1");
+        assert_eq!(d["key_fingerprint"], fingerprint.as_str());
+        assert_eq!(d["tokens"], 200);
+        assert_eq!(d["fpr"], 1e-6);
+        assert_eq!(d["id"], i % 5);
+        let log10_p = d["log10_p_value"].as_f64().expect("a number");
+        if i < 5 {
+            assert_eq!(d["source"], format!("wm.jsonl:{}", i + 1));
+            assert_eq!(d["watermarked"], true, "{d}");
+            assert!(log10_p < -6.0, "{d}");
+        } else {
+            assert_eq!(d["source"], format!("plain.jsonl:{}", i - 4));
+            assert_eq!(d["watermarked"], false, "{d}");
+        }
+    }
+
+    // The same through stdin, with --windowed and --tokens adding their fields.
+    let wm = sb.read("wm.jsonl");
+    let run = sb.run_with_stdin(
+        "detect --profile k/profile.toml --jsonl --json --windowed --tokens",
+        Some(wm.as_bytes()),
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let piped = json_lines(&run.stdout);
+    assert_eq!(piped.len(), 5);
+    for (p, d) in piped.iter().zip(&detections) {
+        assert_eq!(p["log10_p_value"], d["log10_p_value"]);
+        assert_eq!(p["windowed"]["watermarked"], true);
+        assert_eq!(p["token_statuses"].as_array().map(Vec::len), Some(200));
+        assert!(p["source"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("<stdin>:")));
+    }
+    sb.finish();
+}
+
+#[test]
+fn detect_prints_an_aligned_table_and_a_summary() {
+    let mut sb = Sandbox::new("table");
+    setup_generated(&mut sb);
+    let fingerprint =
+        toml_string(&sb.read("k/profile.toml"), "key_fingerprint").expect("fingerprint");
+    let run = sb.run("detect --profile k/profile.toml wm.jsonl plain.jsonl --windowed");
+    assert_eq!(run.code, 0, "{run:?}");
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), 12, "{}", run.stdout);
+    for column in [
+        "source", "tokens", "scored", "green", "z", "log10 p", "p", "verdict", "window",
+    ] {
+        assert!(lines[0].contains(column), "{}", lines[0]);
+    }
+    let verdict_at = lines[0].find("verdict").expect("a verdict column");
+    for (i, row) in lines[1..11].iter().enumerate() {
+        let verdict = &row[verdict_at..];
+        if i < 5 {
+            assert!(row.starts_with(&format!("wm.jsonl:{}", i + 1)), "{row}");
+            assert!(verdict.starts_with("WATERMARKED"), "{row}");
+        } else {
+            assert!(verdict.starts_with("not watermarked"), "{row}");
+        }
+    }
+    assert_eq!(
+        lines[11],
+        format!(
+            "10 documents, 5 watermarked at FPR 1e-6 (key {fingerprint}, spec tracemark-green-v1)"
+        )
+    );
+
+    // --fpr overrides the profile's; --tokens shows each token under its row.
+    let run = sb.run("detect --profile k/profile.toml --fpr 0.01 --tokens wm.jsonl");
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("at FPR 0.01 "), "{}", run.stdout);
+    let highlighted = run.stdout.lines().nth(2).expect("a token line");
+    assert!(highlighted.contains("[+"), "{highlighted}");
+    sb.finish();
+}
+
+#[test]
+fn fail_if_watermarked_exits_3_only_on_watermarked_input() {
+    let mut sb = Sandbox::new("fail");
+    setup_generated(&mut sb);
+    assert_eq!(
+        sb.run("detect --profile k/profile.toml --fail-if-watermarked wm.jsonl")
+            .code,
+        3
+    );
+    assert_eq!(
+        sb.run("detect --profile k/profile.toml --fail-if-watermarked plain.jsonl")
+            .code,
+        0
+    );
+    assert_eq!(
+        sb.run("detect --profile k/profile.toml --json --fail-if-watermarked plain.jsonl wm.jsonl")
+            .code,
+        3
+    );
+    assert_eq!(sb.run("detect --profile k/profile.toml wm.jsonl").code, 0);
+    sb.finish();
+}
+
+#[test]
+fn errors_are_one_line_and_exit_1() {
+    let mut sb = Sandbox::new("errors");
+    setup_generated(&mut sb);
+
+    assert_error(
+        &sb.run("detect --profile missing.toml wm.jsonl"),
+        "missing.toml",
+    );
+    sb.write("bad.toml", "this is = = not toml");
+    assert_error(
+        &sb.run("detect --profile bad.toml wm.jsonl"),
+        "malformed profile",
+    );
+    assert_error(
+        &sb.run("detect --profile k/profile.toml nowhere.txt"),
+        "nowhere.txt",
+    );
+    sb.write("binary.txt", [0xff, 0xfe, 0x00]);
+    assert_error(
+        &sb.run("detect --profile k/profile.toml binary.txt"),
+        "binary.txt: not valid UTF-8 text",
+    );
+    sb.write(
+        "bad.jsonl",
+        "{\"tokens\": [1, 2, 3]}\n{\"tokens\": [1, 2,\n",
+    );
+    assert_error(
+        &sb.run("detect --profile k/profile.toml bad.jsonl"),
+        "bad.jsonl:2",
+    );
+    sb.write("neither.jsonl", "\n{\"id\": 7}\n");
+    assert_error(
+        &sb.run("detect --profile k/profile.toml neither.jsonl"),
+        "neither.jsonl:2",
+    );
+    sb.write("hello.txt", "hello world, this is some text");
+    assert_error(
+        &sb.run("detect --profile k/profile.toml hello.txt"),
+        "binds no tokenizer",
+    );
+    assert_error(
+        &sb.run_with_stdin("detect --profile k/profile.toml", Some(b"text on stdin")),
+        "binds no tokenizer",
+    );
+    sb.write(
+        "oov.jsonl",
+        "{\"tokens\": [1, 2, 3]}\n{\"tokens\": [1, 2, 1000]}\n",
+    );
+    let run = sb.run("detect --profile k/profile.toml oov.jsonl");
+    assert_error(&run, "oov.jsonl:2");
+    assert_error(&run, "outside the vocabulary");
+    assert_error(
+        &sb.run("detect --profile k/profile.toml --fpr 0 wm.jsonl"),
+        "false-positive rate",
+    );
+    assert_error(
+        &sb.run("generate --profile k/profile.toml"),
+        "the default language model is not available yet; pass --synthetic",
+    );
+    assert_error(
+        &sb.run("generate --profile k/profile.toml --synthetic --top-p 2"),
+        "top-p",
+    );
+
+    // The wrong key: the profile's key file swapped for another key.
+    sb.keygen("other", "--vocab-size 1000");
+    std::fs::remove_file(sb.path("k/tracemark.key")).expect("remove the key");
+    std::fs::copy(sb.path("other/tracemark.key"), sb.path("k/tracemark.key"))
+        .expect("swap the key");
+    assert_error(
+        &sb.run("detect --profile k/profile.toml wm.jsonl"),
+        "wrong key file",
+    );
+    assert_error(
+        &sb.run("generate --profile k/profile.toml --synthetic"),
+        "wrong key file",
+    );
+    sb.finish();
+}
+
+#[test]
+fn usage_errors_exit_2_and_help_explains() {
+    let mut sb = Sandbox::new("usage");
+    assert_eq!(sb.run("detect wm.jsonl").code, 2);
+    assert_eq!(sb.run("detect --profile p.toml --bogus").code, 2);
+    assert_eq!(sb.run("keygen --out k --seeding sideways").code, 2);
+    assert_eq!(
+        sb.run("generate --profile p.toml --synthetic --max-tokens 0")
+            .code,
+        2
+    );
+    assert_eq!(sb.run("").code, 2);
+
+    let help = sb.run("--help");
+    assert_eq!(help.code, 0);
+    for word in ["keygen", "detect", "generate", "watermark"] {
+        assert!(help.stdout.contains(word), "{}", help.stdout);
+    }
+    let help = sb.run("detect --help");
+    assert_eq!(help.code, 0);
+    for word in [
+        "--fail-if-watermarked",
+        "--windowed",
+        "--tokens",
+        "--fpr",
+        "Exit status",
+    ] {
+        assert!(help.stdout.contains(word), "{}", help.stdout);
+    }
+    sb.finish();
+}
+
+/// A hand-written Hugging Face tokenizer.json: WordLevel over `words`, split on whitespace.
+fn word_level_tokenizer(words: &[&str]) -> String {
+    let vocab: Vec<String> = std::iter::once("[UNK]")
+        .chain(words.iter().copied())
+        .enumerate()
+        .map(|(i, w)| format!("{}: {i}", Value::from(w)))
+        .collect();
+    format!(
+        "{{\"version\":\"1.0\",\"truncation\":null,\"padding\":null,\"added_tokens\":[],\
+         \"normalizer\":null,\"pre_tokenizer\":{{\"type\":\"Whitespace\"}},\"post_processor\":null,\
+         \"decoder\":null,\"model\":{{\"type\":\"WordLevel\",\"vocab\":{{{}}},\"unk_token\":\"[UNK]\"}}}}",
+        vocab.join(",")
+    )
+}
+
+const WORDS: [&str; 12] = [
+    "the", "cat", "sat", "on", "mat", "a", "dog", "ran", "far", "and", "then", ".",
+];
+
+#[test]
+fn text_detection_uses_the_bound_tokenizer() {
+    let mut sb = Sandbox::new("tokenizer");
+    sb.write("tok/tokenizer.json", word_level_tokenizer(&WORDS));
+    let mut more = WORDS.to_vec();
+    more.push("bird");
+    sb.write("tok2/tokenizer.json", word_level_tokenizer(&more));
+
+    let run = sb.keygen("k", "--tokenizer tok/tokenizer.json");
+    assert!(
+        run.stdout.contains("vocabulary 13 tokens"),
+        "{}",
+        run.stdout
+    );
+    let profile = sb.read("k/profile.toml");
+    let bound = toml_string(&profile, "path").expect("the tokenizer path is recorded");
+    assert!(Path::new(&bound).is_absolute(), "{bound}");
+    assert!(bound.ends_with("tokenizer.json"), "{bound}");
+
+    let text = "the cat sat on the mat and then a dog ran far . the dog sat";
+    sb.write("doc.txt", text);
+    // The profile's tokenizer, found through the recorded path.
+    let run = sb.run("detect --profile k/profile.toml --json doc.txt");
+    assert_eq!(run.code, 0, "{run:?}");
+    let d = &json_lines(&run.stdout)[0];
+    assert_eq!(d["tokens"], text.split_whitespace().count());
+    assert_eq!(d["source"], "doc.txt");
+    assert!(d.get("id").is_none());
+    // The same tokenizer named explicitly, the text on stdin, and the token view.
+    let run = sb.run_with_stdin(
+        "detect --profile k/profile.toml --tokenizer tok/tokenizer.json --tokens -",
+        Some(text.as_bytes()),
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.starts_with("<stdin>")),
+        "{}",
+        run.stdout
+    );
+    let shown = run.stdout.lines().nth(2).expect("a token line");
+    assert!(shown.contains("(the) (cat)"), "{shown}");
+    assert!(shown.contains("far"), "{shown}");
+    // JSONL text documents with prompts and ids.
+    sb.write(
+        "docs.jsonl",
+        "{\"id\": \"a\", \"prompt\": \"the cat\", \"text\": \"sat on the mat\"}\n\
+         {\"id\": 2, \"prompt_tokens\": [1, 2], \"text\": \"a dog ran far\"}\n",
+    );
+    let run = sb.run("detect --profile k/profile.toml --json docs.jsonl");
+    assert_eq!(run.code, 0, "{run:?}");
+    let ds = json_lines(&run.stdout);
+    assert_eq!(ds[0]["id"], "a");
+    assert_eq!(ds[0]["tokens"], 4);
+    assert_eq!(ds[1]["id"], 2);
+
+    // Another tokenizer, an empty text, a vocabulary that disagrees.
+    let run = sb.run("detect --profile k/profile.toml --tokenizer tok2/tokenizer.json doc.txt");
+    assert_error(&run, "does not match");
+    sb.write("empty.txt", "  \n");
+    assert_error(
+        &sb.run("detect --profile k/profile.toml empty.txt"),
+        "empty",
+    );
+    let run = sb.run("keygen --out k2 --tokenizer tok/tokenizer.json --vocab-size 12");
+    assert_error(&run, "--vocab-size 12");
+    sb.write("broken.json", "{\"model\": 3}");
+    assert_error(
+        &sb.run("keygen --out k3 --tokenizer broken.json"),
+        "broken.json",
+    );
+    sb.finish();
+}
