@@ -64,9 +64,9 @@ pub fn apply_watermark_batch<C: AsRef<[u32]>>(
             "logits of shape (V) are 1 row but {} contexts were given",
             contexts.len()
         ))),
-        [rows, _] if rows == contexts.len() => {
-            on_host(logits, |flat| hook::apply_watermark_batch(green, contexts, flat))
-        }
+        [rows, _] if rows == contexts.len() => on_host(logits, |flat| {
+            hook::apply_watermark_batch(green, contexts, flat)
+        }),
         [rows, _] => Err(Error::BatchShape(format!(
             "logits have {rows} rows but {} contexts were given",
             contexts.len()
@@ -135,7 +135,11 @@ mod tests {
     const VOCAB: u32 = 300;
 
     fn green(seeding: Seeding, width: usize) -> GreenList {
-        let scheme = Scheme { seeding, width, ..Scheme::default() };
+        let scheme = Scheme {
+            seeding,
+            width,
+            ..Scheme::default()
+        };
         GreenList::new(&SecretKey::from_bytes([9; 32]), scheme, VOCAB).unwrap()
     }
 
@@ -168,7 +172,12 @@ mod tests {
     /// The values widened to f32, flattened. Widening f16/bf16 is exact and injective (NaN
     /// payloads aside), so equal f32 bits here means equal bits in the tensor's own dtype.
     fn widened(t: &Tensor) -> Vec<f32> {
-        t.to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap()
+        t.to_dtype(DType::F32)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
     }
 
     fn bits(t: &Tensor) -> Vec<u32> {
@@ -183,8 +192,13 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(t, &x)| {
-                let is_green = t < VOCAB as usize && g.is_green(context, t as u32).unwrap() == Some(true);
-                if is_green { x + delta } else { x }
+                let is_green =
+                    t < VOCAB as usize && g.is_green(context, t as u32).unwrap() == Some(true);
+                if is_green {
+                    x + delta
+                } else {
+                    x
+                }
             })
             .collect();
         tensor(&row, input.dims(), input.dtype())
@@ -250,19 +264,44 @@ mod tests {
     fn padding_is_untouched() {
         let g = green(Seeding::Previous, 2);
         let v = VOCAB as usize + 7;
-        let padding = [f32::NEG_INFINITY, -0.0, 0.0, 1.0e4, -3.5, f32::INFINITY, f32::NAN];
+        let padding = [
+            f32::NEG_INFINITY,
+            -0.0,
+            0.0,
+            1.0e4,
+            -3.5,
+            f32::INFINITY,
+            f32::NAN,
+        ];
         let mut raw = vec![1.25f32; v];
         raw[VOCAB as usize..].copy_from_slice(&padding);
         for dtype in [DType::F32, DType::F16, DType::BF16, DType::F64] {
             let input = tensor(&raw, &[v], dtype);
             let got = apply_watermark(&input, &g, &[3, 4]).unwrap();
             let (before, after) = (bits(&input), bits(&got));
-            assert_eq!(&after[VOCAB as usize..], &before[VOCAB as usize..], "{dtype:?}");
+            assert_eq!(
+                &after[VOCAB as usize..],
+                &before[VOCAB as usize..],
+                "{dtype:?}"
+            );
             // The vocabulary part did change: some token is green.
-            assert_ne!(&after[..VOCAB as usize], &before[..VOCAB as usize], "{dtype:?}");
-            let batch = apply_watermark_batch(&tensor(&[raw.clone(), raw.clone()].concat(), &[2, v], dtype), &g, &[[3u32, 4], [5, 6]]).unwrap();
+            assert_ne!(
+                &after[..VOCAB as usize],
+                &before[..VOCAB as usize],
+                "{dtype:?}"
+            );
+            let batch = apply_watermark_batch(
+                &tensor(&[raw.clone(), raw.clone()].concat(), &[2, v], dtype),
+                &g,
+                &[[3u32, 4], [5, 6]],
+            )
+            .unwrap();
             for row in bits(&batch).chunks_exact(v) {
-                assert_eq!(&row[VOCAB as usize..], &before[VOCAB as usize..], "{dtype:?}");
+                assert_eq!(
+                    &row[VOCAB as usize..],
+                    &before[VOCAB as usize..],
+                    "{dtype:?}"
+                );
             }
         }
     }
@@ -272,14 +311,21 @@ mod tests {
         let g = green(Seeding::SelfSeeded, 3);
         let context = [10u32, 20, 30];
         // Values f32 cannot hold exactly: a round trip through f32 would change them.
-        let raw: Vec<f64> = (0..VOCAB as usize + 3).map(|i| i as f64 / 3.0 + 1e-12).collect();
+        let raw: Vec<f64> = (0..VOCAB as usize + 3)
+            .map(|i| i as f64 / 3.0 + 1e-12)
+            .collect();
         let input = Tensor::from_vec(raw.clone(), raw.len(), &Device::Cpu).unwrap();
         let got = apply_watermark(&input, &g, &context).unwrap();
         assert_eq!(got.dtype(), DType::F64);
         let got = got.to_vec1::<f64>().unwrap();
         for (t, (&x, &y)) in raw.iter().zip(&got).enumerate() {
-            let is_green = t < VOCAB as usize && g.is_green(&context, t as u32).unwrap() == Some(true);
-            let want = if is_green { x + f64::from(g.scheme().delta) } else { x };
+            let is_green =
+                t < VOCAB as usize && g.is_green(&context, t as u32).unwrap() == Some(true);
+            let want = if is_green {
+                x + f64::from(g.scheme().delta)
+            } else {
+                x
+            };
             assert_eq!(y.to_bits(), want.to_bits(), "token {t}");
         }
     }
@@ -318,26 +364,61 @@ mod tests {
         // Batch size and rank.
         let err = apply_watermark_batch(&f32s(&[2, v]), &g, &[ctx, ctx, ctx]).unwrap_err();
         let msg = err.to_string();
-        assert!(matches!(err, Error::BatchShape(_)) && msg.contains('2') && msg.contains('3'), "{msg}");
-        assert!(matches!(apply_watermark_batch(&f32s(&[v]), &g, &[ctx, ctx]), Err(Error::BatchShape(_))));
-        assert!(matches!(apply_watermark_batch(&f32s(&[2, 1, v]), &g, &[ctx, ctx]), Err(Error::BatchShape(_))));
-        assert!(matches!(apply_watermark_batch(&f32s(&[]), &g, &[ctx]), Err(Error::BatchShape(_))));
-        assert!(matches!(apply_watermark(&f32s(&[1, v]), &g, &ctx), Err(Error::BatchShape(_))));
-        assert!(matches!(apply_watermark(&f32s(&[1, 1, v]), &g, &ctx), Err(Error::BatchShape(_))));
+        assert!(
+            matches!(err, Error::BatchShape(_)) && msg.contains('2') && msg.contains('3'),
+            "{msg}"
+        );
+        assert!(matches!(
+            apply_watermark_batch(&f32s(&[v]), &g, &[ctx, ctx]),
+            Err(Error::BatchShape(_))
+        ));
+        assert!(matches!(
+            apply_watermark_batch(&f32s(&[2, 1, v]), &g, &[ctx, ctx]),
+            Err(Error::BatchShape(_))
+        ));
+        assert!(matches!(
+            apply_watermark_batch(&f32s(&[]), &g, &[ctx]),
+            Err(Error::BatchShape(_))
+        ));
+        assert!(matches!(
+            apply_watermark(&f32s(&[1, v]), &g, &ctx),
+            Err(Error::BatchShape(_))
+        ));
+        assert!(matches!(
+            apply_watermark(&f32s(&[1, 1, v]), &g, &ctx),
+            Err(Error::BatchShape(_))
+        ));
 
         // Rows shorter than the vocabulary, and context outside it.
-        assert!(matches!(apply_watermark(&f32s(&[v - 1]), &g, &ctx), Err(Error::RowTooShort { .. })));
-        assert!(matches!(apply_watermark_batch(&f32s(&[2, v - 1]), &g, &[ctx, ctx]), Err(Error::RowTooShort { .. })));
-        assert!(matches!(apply_watermark(&f32s(&[v]), &g, &[1, VOCAB]), Err(Error::TokenOutOfVocabulary { .. })));
+        assert!(matches!(
+            apply_watermark(&f32s(&[v - 1]), &g, &ctx),
+            Err(Error::RowTooShort { .. })
+        ));
+        assert!(matches!(
+            apply_watermark_batch(&f32s(&[2, v - 1]), &g, &[ctx, ctx]),
+            Err(Error::RowTooShort { .. })
+        ));
+        assert!(matches!(
+            apply_watermark(&f32s(&[v]), &g, &[1, VOCAB]),
+            Err(Error::TokenOutOfVocabulary { .. })
+        ));
 
         // Integer and unsupported float dtypes.
         for dtype in [DType::U8, DType::U32, DType::I64] {
             let err = apply_watermark(&f32s(&[v]).to_dtype(dtype).unwrap(), &g, &ctx).unwrap_err();
             let msg = err.to_string();
-            assert!(matches!(err, Error::InvalidParameter(_)) && msg.contains(dtype.as_str()) && msg.contains("integer"), "{msg}");
+            assert!(
+                matches!(err, Error::InvalidParameter(_))
+                    && msg.contains(dtype.as_str())
+                    && msg.contains("integer"),
+                "{msg}"
+            );
         }
         let f8 = f32s(&[v]).to_dtype(DType::F8E4M3).unwrap();
-        assert!(matches!(apply_watermark(&f8, &g, &ctx), Err(Error::InvalidParameter(_))));
+        assert!(matches!(
+            apply_watermark(&f8, &g, &ctx),
+            Err(Error::InvalidParameter(_))
+        ));
     }
 
     #[test]

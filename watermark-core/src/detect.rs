@@ -14,8 +14,9 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use serde::Serialize;
 
+use crate::dedup::TupleSet;
 use crate::error::{Error, Result};
-use crate::green::{GreenList, SPEC_VERSION};
+use crate::green::{GreenList, Seeding, SPEC_VERSION};
 use crate::prf::LANES;
 use crate::stats;
 
@@ -236,56 +237,96 @@ pub fn detect(
 }
 
 /// Each token's status, in order. Tokens are already checked to be in the vocabulary.
+///
+/// Works in chunks of 64 tokens so that the deduplication lookups of a chunk overlap in memory
+/// (see [`TupleSet::insert_batch`]) and the PRF runs on full vectors, with no per-token scratch.
 fn classify(
     green: &GreenList,
     prompt: &[u32],
     tokens: &[u32],
     deduplicate: bool,
 ) -> Vec<TokenStatus> {
+    const CHUNK: usize = 64;
     let need = green.scheme().context_width();
-    let self_seeded = green.scheme().seeding == crate::green::Seeding::SelfSeeded;
-    let text: Vec<u32> = prompt.iter().chain(tokens).copied().collect();
+    let self_seeded = green.scheme().seeding == Seeding::SelfSeeded;
     let seed_at = |p: usize| {
-        let window = &text[p - need..p];
-        if self_seeded {
-            green.seed(window, text[p])
+        let token = position(prompt, tokens, p);
+        let seed_of = |window: &[u32]| {
+            if self_seeded {
+                green.seed(window, token)
+            } else {
+                green.window_seed(window)
+            }
+        };
+        if p - need >= prompt.len() {
+            seed_of(&tokens[p - need - prompt.len()..p - prompt.len()])
         } else {
-            green.window_seed(window)
+            let mut window = [0u32; 8];
+            for (j, w) in window[..need].iter_mut().enumerate() {
+                *w = position(prompt, tokens, p - need + j);
+            }
+            seed_of(&window[..need])
         }
     };
     // Seeds under which the prompt's own tokens would be scored.
     let prompt_seeds: HashSet<u64, TupleHash> = (need..prompt.len()).map(seed_at).collect();
-    let mut seen: HashSet<(u64, u32), TupleHash> = HashSet::default();
+    let mut seen = TupleSet::with_capacity(if deduplicate { tokens.len() } else { 0 });
     let mut statuses = vec![TokenStatus::TooLittleContext; tokens.len()];
-    let mut pending: Vec<(usize, u64, u32)> = Vec::with_capacity(tokens.len());
-    for (i, &token) in tokens.iter().enumerate() {
-        let p = prompt.len() + i;
-        if p < need {
-            continue;
+    let mut tuples = [(0u64, 0u32); CHUNK];
+    let mut index = [0usize; CHUNK];
+    let mut fresh = [true; CHUNK];
+    let first = need.saturating_sub(prompt.len()).min(tokens.len());
+    for start in (first..tokens.len()).step_by(CHUNK) {
+        let mut k = 0;
+        for (i, &token) in tokens.iter().enumerate().skip(start).take(CHUNK) {
+            let seed = seed_at(prompt.len() + i);
+            if !prompt_seeds.is_empty() && prompt_seeds.contains(&seed) {
+                statuses[i] = TokenStatus::InPrompt;
+                continue;
+            }
+            tuples[k] = (seed, token);
+            index[k] = i;
+            k += 1;
         }
-        let seed = seed_at(p);
-        statuses[i] = if prompt_seeds.contains(&seed) {
-            TokenStatus::InPrompt
-        } else if deduplicate && !seen.insert((seed, token)) {
-            TokenStatus::Repeated
-        } else {
-            pending.push((i, seed, token));
-            TokenStatus::Red
-        };
-    }
-    // Green values for the scored tokens, LANES at a time.
-    for chunk in pending.chunks(LANES) {
-        let last = chunk.len() - 1;
-        let seeds: [u64; LANES] = std::array::from_fn(|l| chunk[l.min(last)].1);
-        let toks: [u32; LANES] = std::array::from_fn(|l| chunk[l.min(last)].2);
-        let values = green.values(&seeds, &toks);
-        for (l, &(i, _, _)) in chunk.iter().enumerate() {
-            if green.is_green_value(values[l]) {
-                statuses[i] = TokenStatus::Green;
+        if deduplicate {
+            seen.insert_batch(&tuples[..k], &mut fresh[..k]);
+        }
+        // Keep the new tuples, in order, at the front.
+        let mut m = 0;
+        for j in 0..k {
+            if fresh[j] {
+                tuples[m] = tuples[j];
+                index[m] = index[j];
+                m += 1;
+            } else {
+                statuses[index[j]] = TokenStatus::Repeated;
+            }
+        }
+        for (lane_tuples, lane_index) in tuples[..m].chunks(LANES).zip(index[..m].chunks(LANES)) {
+            let last = lane_tuples.len() - 1;
+            let seeds: [u64; LANES] = std::array::from_fn(|l| lane_tuples[l.min(last)].0);
+            let toks: [u32; LANES] = std::array::from_fn(|l| lane_tuples[l.min(last)].1);
+            let values = green.values(&seeds, &toks);
+            for (l, &i) in lane_index.iter().enumerate() {
+                statuses[i] = if green.is_green_value(values[l]) {
+                    TokenStatus::Green
+                } else {
+                    TokenStatus::Red
+                };
             }
         }
     }
     statuses
+}
+
+/// The token at position `p` of prompt ++ tokens.
+#[inline]
+fn position(prompt: &[u32], tokens: &[u32], p: usize) -> u32 {
+    if p < prompt.len() {
+        prompt[p]
+    } else {
+        tokens[p - prompt.len()]
+    }
 }
 
 /// The windowed search over the scored tokens (see [`Windowed`]).

@@ -313,11 +313,43 @@ impl GreenList {
 
     /// Adds δ to every green entry of `row[..vocab_size]` after `window` (exactly
     /// `context_width` in-vocabulary tokens). Entries past the vocabulary are left alone.
+    ///
+    /// Dispatches to AVX-512 / AVX2 builds of the same loop when the CPU has them: the loop is
+    /// branch-free (a select per logit), so it vectorises, and the PRF inlines into it.
     pub(crate) fn bias_row_unchecked(&self, window: &[u32], row: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512vl") {
+                // SAFETY: the CPU supports AVX-512F/VL, checked just above.
+                return unsafe { self.bias_row_avx512(window, row) };
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU supports AVX2, checked just above.
+                return unsafe { self.bias_row_avx2(window, row) };
+            }
+        }
+        self.bias_row_portable(window, row)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512vl")]
+    unsafe fn bias_row_avx512(&self, window: &[u32], row: &mut [f32]) {
+        self.bias_row_portable(window, row)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn bias_row_avx2(&self, window: &[u32], row: &mut [f32]) {
+        self.bias_row_portable(window, row)
+    }
+
+    #[inline(always)]
+    fn bias_row_portable(&self, window: &[u32], row: &mut [f32]) {
+        const PER_CALL: usize = TOKENS_PER_BLOCK as usize * LANES;
         let delta = self.scheme.delta;
+        let threshold = self.threshold;
         let seed = self.window_seed(window);
-        let vocab = self.vocab_size as usize;
-        let row = &mut row[..vocab];
+        let row = &mut row[..self.vocab_size as usize];
         let anchor = self.tables.as_ref().map(|tables| {
             let a = window
                 .iter()
@@ -325,26 +357,40 @@ impl GreenList {
                 .fold(u32::MAX, u32::min);
             (tables, a)
         });
-        let per_call = TOKENS_PER_BLOCK as usize * LANES;
-        for (chunk_index, chunk) in row.chunks_mut(per_call).enumerate() {
+        let mut values = [0u16; PER_CALL];
+        for (chunk_index, chunk) in row.chunks_mut(PER_CALL).enumerate() {
             let first_block = (chunk_index * LANES) as u64;
             let counters: [u64; LANES] = std::array::from_fn(|l| first_block + l as u64);
-            let out = self.prf.blocks(&[seed; LANES], &counters);
-            let base = chunk_index * per_call;
-            for (i, logit) in chunk.iter_mut().enumerate() {
-                let lane = i / TOKENS_PER_BLOCK as usize;
-                let within = i % TOKENS_PER_BLOCK as usize;
-                let word = out[within / 2][lane];
-                let mut value = (word >> (16 * (within % 2))) as u16;
-                if let Some((tables, a)) = anchor {
-                    let t = base + i;
-                    if tables.token_hash[t] < a {
-                        value = tables.self_value[t];
-                    }
+            let out = crate::prf::blocks_portable(self.prf.key_words(), &[seed; LANES], &counters);
+            // Token order: lane l covers tokens 32l..32l+32, two per word, low half first.
+            for (lane, lane_values) in values
+                .chunks_exact_mut(TOKENS_PER_BLOCK as usize)
+                .enumerate()
+            {
+                for (w, pair) in lane_values.chunks_exact_mut(2).enumerate() {
+                    let word = out[w][lane];
+                    pair[0] = word as u16;
+                    pair[1] = (word >> 16) as u16;
                 }
-                if u32::from(value) < self.threshold {
-                    *logit += delta;
+            }
+            let values = &mut values[..chunk.len()];
+            if let Some((tables, a)) = anchor {
+                let base = chunk_index * PER_CALL;
+                let hashes = &tables.token_hash[base..base + chunk.len()];
+                let own = &tables.self_value[base..base + chunk.len()];
+                for ((v, &h), &o) in values.iter_mut().zip(hashes).zip(own) {
+                    // Bit-mask select rather than `if`: the condition is random, and this form
+                    // vectorises where the branchy one stayed scalar.
+                    let own_mask = u16::from(h < a).wrapping_neg();
+                    *v = (o & own_mask) | (*v & !own_mask);
                 }
+            }
+            for (logit, &v) in chunk.iter_mut().zip(values.iter()) {
+                *logit = if u32::from(v) < threshold {
+                    *logit + delta
+                } else {
+                    *logit
+                };
             }
         }
     }

@@ -36,6 +36,7 @@
 //! ```
 #[cfg(feature = "candle")]
 pub mod candle_hook;
+pub mod dedup;
 pub mod detect;
 pub mod error;
 pub mod green;

@@ -34,43 +34,34 @@ impl Prf {
 
     /// `LANES` keystream blocks, lane `l` at `(nonces[l], counters[l])`, returned as
     /// `out[word][lane]` (structure of arrays, which is what the callers consume).
+    ///
+    /// Dispatches at run time to a build of the same code for AVX-512VL (which has a vector
+    /// rotate) or AVX2 when the CPU has them; every build computes the same integers.
     #[inline]
     pub(crate) fn blocks(
         &self,
         nonces: &[u64; LANES],
         counters: &[u64; LANES],
     ) -> [[u32; LANES]; 16] {
-        let mut init = [[0u32; LANES]; 16];
-        for (w, c) in CONSTANTS.iter().enumerate() {
-            init[w] = [*c; LANES];
-        }
-        for (w, k) in self.key.iter().enumerate() {
-            init[4 + w] = [*k; LANES];
-        }
-        #[allow(clippy::needless_range_loop)]
-        for l in 0..LANES {
-            init[12][l] = counters[l] as u32;
-            init[13][l] = (counters[l] >> 32) as u32;
-            init[14][l] = nonces[l] as u32;
-            init[15][l] = (nonces[l] >> 32) as u32;
-        }
-        let mut x = init;
-        for _ in 0..4 {
-            quarter(&mut x, 0, 4, 8, 12);
-            quarter(&mut x, 1, 5, 9, 13);
-            quarter(&mut x, 2, 6, 10, 14);
-            quarter(&mut x, 3, 7, 11, 15);
-            quarter(&mut x, 0, 5, 10, 15);
-            quarter(&mut x, 1, 6, 11, 12);
-            quarter(&mut x, 2, 7, 8, 13);
-            quarter(&mut x, 3, 4, 9, 14);
-        }
-        for w in 0..16 {
-            for l in 0..LANES {
-                x[w][l] = x[w][l].wrapping_add(init[w][l]);
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512vl") {
+                // SAFETY: the CPU supports AVX-512F/VL, checked just above.
+                return unsafe { blocks_avx512(&self.key, nonces, counters) };
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU supports AVX2, checked just above.
+                return unsafe { blocks_avx2(&self.key, nonces, counters) };
             }
         }
-        x
+        blocks_portable(&self.key, nonces, counters)
+    }
+
+    /// The key words, for callers that inline [`blocks_portable`] into their own
+    /// target-feature builds.
+    #[inline]
+    pub(crate) fn key_words(&self) -> &[u32; 8] {
+        &self.key
     }
 
     /// One block, for callers that need a single input.
@@ -83,6 +74,67 @@ impl Prf {
 
 // Indexing by lane across four rows is the point: it is what LLVM turns into vector lanes.
 #[allow(clippy::needless_range_loop)]
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl")]
+unsafe fn blocks_avx512(
+    key: &[u32; 8],
+    nonces: &[u64; LANES],
+    counters: &[u64; LANES],
+) -> [[u32; LANES]; 16] {
+    blocks_portable(key, nonces, counters)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn blocks_avx2(
+    key: &[u32; 8],
+    nonces: &[u64; LANES],
+    counters: &[u64; LANES],
+) -> [[u32; LANES]; 16] {
+    blocks_portable(key, nonces, counters)
+}
+
+/// The block function on `LANES` independent inputs, written so that each statement is one
+/// vector operation across lanes.
+#[inline(always)]
+pub(crate) fn blocks_portable(
+    key: &[u32; 8],
+    nonces: &[u64; LANES],
+    counters: &[u64; LANES],
+) -> [[u32; LANES]; 16] {
+    let mut init = [[0u32; LANES]; 16];
+    for (w, c) in CONSTANTS.iter().enumerate() {
+        init[w] = [*c; LANES];
+    }
+    for (w, k) in key.iter().enumerate() {
+        init[4 + w] = [*k; LANES];
+    }
+    #[allow(clippy::needless_range_loop)]
+    for l in 0..LANES {
+        init[12][l] = counters[l] as u32;
+        init[13][l] = (counters[l] >> 32) as u32;
+        init[14][l] = nonces[l] as u32;
+        init[15][l] = (nonces[l] >> 32) as u32;
+    }
+    let mut x = init;
+    for _ in 0..4 {
+        quarter(&mut x, 0, 4, 8, 12);
+        quarter(&mut x, 1, 5, 9, 13);
+        quarter(&mut x, 2, 6, 10, 14);
+        quarter(&mut x, 3, 7, 11, 15);
+        quarter(&mut x, 0, 5, 10, 15);
+        quarter(&mut x, 1, 6, 11, 12);
+        quarter(&mut x, 2, 7, 8, 13);
+        quarter(&mut x, 3, 4, 9, 14);
+    }
+    for w in 0..16 {
+        for l in 0..LANES {
+            x[w][l] = x[w][l].wrapping_add(init[w][l]);
+        }
+    }
+    x
+}
+
 #[inline(always)]
 fn quarter(x: &mut [[u32; LANES]; 16], a: usize, b: usize, c: usize, d: usize) {
     for l in 0..LANES {
@@ -115,6 +167,12 @@ mod tests {
         fn matches_rand_chacha(key in any::<[u8; 32]>(), nonce in any::<u64>(), counter in any::<u64>()) {
             let prf = Prf::new(&SecretKey::from_bytes(key));
             prop_assert_eq!(prf.block(nonce, counter), reference_block(key, nonce, counter));
+        }
+
+        #[test]
+        fn every_build_agrees(key in any::<[u8; 32]>(), nonces in any::<[u64; LANES]>(), counters in any::<[u64; LANES]>()) {
+            let prf = Prf::new(&SecretKey::from_bytes(key));
+            prop_assert_eq!(prf.blocks(&nonces, &counters), blocks_portable(prf.key_words(), &nonces, &counters));
         }
 
         #[test]
