@@ -2,3 +2,17 @@
 //!
 //! Kept out of `watermark-core` so that an inference server links the hook without any model
 //! code; the CLI and the evaluation use this crate.
+
+pub mod cache;
+pub mod error;
+pub mod llama;
+pub mod tokenizer;
+
+pub use cache::{
+    default_model_path, locate_default_model, DEFAULT_MODEL_FILE, DEFAULT_MODEL_SHA256,
+};
+pub use error::{Error, Result};
+pub use tokenizer::{
+    chat_prompt, load_default_tokenizer, tokenizer_json_from_gguf, write_tokenizer_json,
+    GgufTokenizer, SpecialTokens,
+};

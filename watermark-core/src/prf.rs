@@ -72,8 +72,6 @@ impl Prf {
     }
 }
 
-// Indexing by lane across four rows is the point: it is what LLVM turns into vector lanes.
-#[allow(clippy::needless_range_loop)]
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vl")]
 unsafe fn blocks_avx512(
@@ -135,6 +133,8 @@ pub(crate) fn blocks_portable(
     x
 }
 
+// Indexing by lane across four rows is the point: it is what LLVM turns into vector lanes.
+#[allow(clippy::needless_range_loop)]
 #[inline(always)]
 fn quarter(x: &mut [[u32; LANES]; 16], a: usize, b: usize, c: usize, d: usize) {
     for l in 0..LANES {
