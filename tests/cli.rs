@@ -24,6 +24,8 @@ struct Sandbox {
     dir: PathBuf,
     outputs: Vec<String>,
     secrets: Vec<String>,
+    /// Extra environment variables for the commands run.
+    env: Vec<(String, String)>,
 }
 
 impl Sandbox {
@@ -35,6 +37,7 @@ impl Sandbox {
             dir,
             outputs: Vec::new(),
             secrets: Vec::new(),
+            env: Vec::new(),
         }
     }
 
@@ -62,6 +65,7 @@ impl Sandbox {
     fn run_with_stdin(&mut self, args: &str, stdin: Option<&[u8]>) -> Run {
         let mut child = Command::new(BIN)
             .args(args.split_whitespace())
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .current_dir(&self.dir)
             .stdin(if stdin.is_some() {
                 Stdio::piped()
@@ -238,8 +242,12 @@ fn keygen_refuses_to_overwrite_a_key() {
 #[test]
 fn keygen_needs_a_vocabulary_and_valid_parameters() {
     let mut sb = Sandbox::new("keygen-args");
+    // With neither --tokenizer nor --vocab-size, keygen binds the default model's tokenizer;
+    // with no model there it says how to fetch one.
+    sb.env.push(("TRACEMARK_MODEL".into(), "/nonexistent/model.gguf".into()));
     let run = sb.run("keygen --out k");
-    assert_error(&run, "give --tokenizer FILE or --vocab-size N");
+    assert_error(&run, "make model");
+    sb.env.clear();
     assert_error(&sb.run("keygen --out k --vocab-size 0"), "vocabulary");
     assert_error(&sb.run("keygen --out k --vocab-size 9 --gamma 1"), "gamma");
     let run = sb.run("keygen --out k --vocab-size 9 --seeding self-seeded --width 1");
@@ -456,7 +464,7 @@ fn errors_are_one_line_and_exit_1() {
     );
     assert_error(
         &sb.run("generate --profile k/profile.toml"),
-        "the default language model is not available yet; pass --synthetic",
+        "give --prompt TEXT or --prompts FILE.jsonl",
     );
     assert_error(
         &sb.run("generate --profile k/profile.toml --synthetic --top-p 2"),

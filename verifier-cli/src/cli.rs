@@ -11,8 +11,8 @@ const ABOUT: &str = "tracemark: a keyed green-list watermark for language-model 
 const LONG_ABOUT: &str =
     "tracemark watermarks language-model output by nudging sampling towards a \
 secret, keyed \"green list\" of tokens, and detects that watermark in text or token ids with an \
-exact statistical test. Create a key and profile with `tracemark keygen`, test documents with \
-`tracemark detect`, and try both end to end with `tracemark generate --synthetic`.";
+exact statistical test. Create a key and profile with `tracemark keygen`, write watermarked \
+answers with `tracemark generate`, and test documents with `tracemark detect`.";
 
 /// Exit codes of `detect`; also stated in its long help below.
 ///
@@ -28,7 +28,8 @@ green-token count, z-score, exact p-value and verdict at the false-positive rate
 Inputs: a file path, or `-` for stdin (no INPUT reads stdin). A file whose name ends in .jsonl \
 holds one document per non-empty line: a JSON object with `text` (a string) or `tokens` (an \
 array of token ids), optionally `prompt` (a string) or `prompt_tokens` (an array), and optionally \
-`id` (any JSON value, echoed back). Any other input is one UTF-8 plain-text document. Text needs \
+`id` (any JSON value, echoed back); where a line has both ids and text (as `tracemark generate \
+--json` writes), the ids are scored. Any other input is one UTF-8 plain-text document. Text needs \
 a tokenizer: --tokenizer FILE, else the one the profile records; it must be the tokenizer the \
 profile was made with.
 
@@ -58,7 +59,7 @@ pub enum Command {
     /// Test text or token ids for the watermark and print a verdict per document.
     #[command(long_about = DETECT_LONG_ABOUT)]
     Detect(DetectArgs),
-    /// Generate documents (JSONL token ids) from the synthetic model, for trying detect.
+    /// Answer prompts with the default model (SmolLM2-135M-Instruct), watermarked unless told not to.
     Generate(GenerateArgs),
 }
 
@@ -95,10 +96,11 @@ pub struct KeygenArgs {
     /// Directory to write tracemark.key and the profile into (created if missing).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
-    /// Hugging Face tokenizer.json to bind the profile to (needed to detect text).
+    /// Hugging Face tokenizer.json to bind the profile to (default: the default model's,
+    /// rebuilt from its GGUF file and saved beside the profile).
     #[arg(long, value_name = "FILE")]
     pub tokenizer: Option<PathBuf>,
-    /// Vocabulary size of the model (taken from --tokenizer when that is given).
+    /// Vocabulary size, for a profile with no tokenizer (token-id detection only).
     #[arg(long, value_name = "N")]
     pub vocab_size: Option<u32>,
     /// How each token's green list is seeded.
@@ -156,13 +158,30 @@ pub struct GenerateArgs {
     /// Profile written by `tracemark keygen`.
     #[arg(long, value_name = "FILE")]
     pub profile: PathBuf,
-    /// Generate from the built-in synthetic model (required until a real model is supported).
+    /// The user prompt to answer (the model's chat template is applied).
+    #[arg(long, value_name = "TEXT", conflicts_with_all = ["prompts", "synthetic"])]
+    pub prompt: Option<String>,
+    /// Answer every prompt of a JSONL file (objects with a `prompt` string and optionally an
+    /// `id`): one JSON object out per prompt, batched, with progress on stderr.
+    #[arg(long, value_name = "FILE", conflicts_with = "synthetic")]
+    pub prompts: Option<PathBuf>,
+    /// GGUF model file (default: the cached SmolLM2-135M-Instruct; `make model` fetches it).
+    #[arg(long, value_name = "FILE")]
+    pub model: Option<PathBuf>,
+    /// Prompts run through the model together.
+    #[arg(long, value_name = "B", default_value_t = 8,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch_size: u32,
+    /// Print one JSON object per answer: prompt, completion, and their token ids.
+    #[arg(long)]
+    pub json: bool,
+    /// Generate token ids from the built-in synthetic model instead (no weights needed).
     #[arg(long)]
     pub synthetic: bool,
-    /// Number of documents to generate.
-    #[arg(long, value_name = "C", default_value_t = 1)]
+    /// Number of documents to generate (synthetic model).
+    #[arg(long, value_name = "C", default_value_t = 1, requires = "synthetic")]
     pub count: u64,
-    /// Tokens to generate per document.
+    /// Most tokens to generate per answer.
     #[arg(long, value_name = "N", default_value_t = 200,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_tokens: u32,
@@ -175,13 +194,16 @@ pub struct GenerateArgs {
     /// Sample only among the most likely tokens whose probabilities add up to P, in (0, 1].
     #[arg(long, value_name = "P")]
     pub top_p: Option<f32>,
-    /// Random seed of the model and sampler; document i samples with seed + i.
+    /// Random seed of the sampler; answer i samples with seed + i.
     #[arg(long, value_name = "S", default_value_t = 0)]
     pub seed: u64,
     /// Generate without the watermark, for comparison.
     #[arg(long)]
     pub no_watermark: bool,
     /// Synthetic model's logit scale: larger means lower entropy and a weaker watermark.
-    #[arg(long, value_name = "X", default_value_t = 1.0)]
+    #[arg(long, value_name = "X", default_value_t = 1.0, requires = "synthetic")]
     pub sharpness: f32,
+    /// CPU threads for the model (default: one per core; on busy machines 1 can be faster).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
 }

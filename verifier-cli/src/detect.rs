@@ -233,19 +233,17 @@ fn parse_jsonl(name: &str, bytes: &[u8], documents: &mut Vec<Document>) -> Resul
         }
         let doc: JsonDocument = serde_json::from_value(value)
             .map_err(|e| anyhow!("{source}: malformed JSONL line: {e}"))?;
-        let body = match (doc.text, doc.tokens) {
-            (Some(text), None) => Content::Text(text),
-            (None, Some(tokens)) => Content::Tokens(tokens),
-            (Some(_), Some(_)) => bail!("{source}: give either `text` or `tokens`, not both"),
+        // Token ids are exact, text must be re-tokenized: when a line has both (as
+        // `tracemark generate --json` writes), the ids are scored.
+        let body = match (doc.tokens, doc.text) {
+            (Some(tokens), _) => Content::Tokens(tokens),
+            (None, Some(text)) => Content::Text(text),
             (None, None) => bail!("{source}: needs a `text` string or a `tokens` array"),
         };
-        let prompt = match (doc.prompt, doc.prompt_tokens) {
-            (Some(text), None) => Some(Content::Text(text)),
-            (None, Some(tokens)) => Some(Content::Tokens(tokens)),
+        let prompt = match (doc.prompt_tokens, doc.prompt) {
+            (Some(tokens), _) => Some(Content::Tokens(tokens)),
+            (None, Some(text)) => Some(Content::Text(text)),
             (None, None) => None,
-            (Some(_), Some(_)) => {
-                bail!("{source}: give either `prompt` or `prompt_tokens`, not both")
-            }
         };
         documents.push(Document {
             source,
@@ -445,11 +443,6 @@ mod tests {
         for (bad, needle) in [
             (&b"[1, 2]"[..], "expected a JSON object"),
             (b"{\"tokens\": [-1]}", "f.jsonl:1"),
-            (b"{\"text\": \"a\", \"tokens\": [1]}", "not both"),
-            (
-                b"{\"tokens\": [1], \"prompt\": \"a\", \"prompt_tokens\": [1]}",
-                "not both",
-            ),
             (b"{\"prompt\": \"a\"}", "needs a `text`"),
             (b"\n\xff", "f.jsonl:2: not valid UTF-8"),
         ] {

@@ -12,6 +12,8 @@ use crate::cli::KeygenArgs;
 
 /// File name of the key inside `--out`; the profile refers to it relatively.
 const KEY_FILE: &str = "tracemark.key";
+/// File name of the default model's tokenizer, saved beside the profile.
+const TOKENIZER_FILE: &str = "tokenizer.json";
 
 pub fn run(args: &KeygenArgs, out: &mut impl Write) -> Result<()> {
     let scheme = Scheme {
@@ -24,8 +26,8 @@ pub fn run(args: &KeygenArgs, out: &mut impl Write) -> Result<()> {
 
     // Everything that can be refused is checked before anything is written.
     let (vocab_size, binding) = match (&args.tokenizer, args.vocab_size) {
-        (None, None) => bail!("give --tokenizer FILE or --vocab-size N"),
         (None, Some(n)) => (n, None),
+        (None, None) => default_model_tokenizer(&args.out)?,
         (Some(path), given) => {
             let tokenizer = TextTokenizer::from_file(path)?;
             let vocab = tokenizer.vocab_size();
@@ -118,6 +120,34 @@ pub fn run(args: &KeygenArgs, out: &mut impl Write) -> Result<()> {
         writeln!(out, "tokenizer:   {}{path}", t.fingerprint)?;
     }
     Ok(())
+}
+
+/// The default model's tokenizer, rebuilt from its GGUF file and saved as `DIR/tokenizer.json`
+/// (an existing file there must be that same tokenizer), bound by a path relative to the profile.
+fn default_model_tokenizer(dir: &Path) -> Result<(u32, Option<TokenizerBinding>)> {
+    let model = tracemark_model::locate_default_model()?;
+    let json = tracemark_model::tokenizer_json_from_gguf(&model)?;
+    let tokenizer = TextTokenizer::from_bytes(&json)
+        .map_err(|reason| anyhow::anyhow!("{}: cannot rebuild its tokenizer: {reason}", model.display()))?;
+    let path = dir.join(TOKENIZER_FILE);
+    if exists(&path) {
+        let there = TextTokenizer::from_file(&path)?;
+        if there.fingerprint() != tokenizer.fingerprint() {
+            bail!(
+                "{}: already exists and is another tokenizer; refusing to overwrite it",
+                path.display()
+            );
+        }
+    } else {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("{}: cannot create the directory", dir.display()))?;
+        std::fs::write(&path, &json).with_context(|| format!("{}: cannot write", path.display()))?;
+    }
+    let binding = TokenizerBinding {
+        fingerprint: tokenizer.fingerprint().to_string(),
+        path: Some(TOKENIZER_FILE.into()),
+    };
+    Ok((tokenizer.vocab_size(), Some(binding)))
 }
 
 /// Whether anything (a dangling link included) is at `path`.
