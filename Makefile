@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: help demo test lint fmt bench build
+.PHONY: help demo test lint fmt bench build model
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -22,6 +22,9 @@ fmt: ## Format the code
 
 bench: ## Criterion benchmarks (hook, detector, sampler); see benches/README.md
 	$(CARGO) bench -p watermark-core
+
+model: ## Fetch the default model (SmolLM2-135M-Instruct GGUF) into the cache, checked by SHA-256
+	@bash scripts/fetch-model.sh
 
 build: ## Release build of the tracemark binary
 	$(CARGO) build --release -p verifier-cli

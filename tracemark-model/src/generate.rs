@@ -16,6 +16,9 @@ use crate::tokenizer::{chat_prompt, GgufTokenizer, SpecialTokens};
 pub struct GenerateOptions {
     /// Most tokens per answer (the stop token not counted).
     pub max_tokens: usize,
+    /// Fewest tokens per answer: stop tokens are masked out until then (Hugging Face's
+    /// `min_new_tokens`), for experiments that need answers of a given length.
+    pub min_tokens: usize,
     /// Greedy, or temperature with top-k / top-p.
     pub sampling: Sampling,
     /// Answer `i` of a call is drawn with seed `seed + i`, whatever the batching.
@@ -28,6 +31,7 @@ impl Default for GenerateOptions {
     fn default() -> Self {
         GenerateOptions {
             max_tokens: 200,
+            min_tokens: 0,
             sampling: Sampling::Random {
                 temperature: 1.0,
                 top_k: None,
@@ -143,6 +147,13 @@ impl Generator {
                 let mut next = Vec::with_capacity(live.len());
                 let mut keep = Vec::with_capacity(live.len());
                 for (slot, (&i, mut row)) in live.iter().zip(rows).enumerate() {
+                    if contexts[i].len() - prompt_ids[i].len() < options.min_tokens {
+                        for &s in &stop {
+                            if let Some(x) = row.get_mut(s as usize) {
+                                *x = f32::NEG_INFINITY;
+                            }
+                        }
+                    }
                     let token = samplers[i].sample(&contexts[i], &mut row)?;
                     if stop.contains(&token) {
                         stopped[i] = true;

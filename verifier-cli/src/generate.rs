@@ -49,6 +49,7 @@ pub fn run(args: &GenerateArgs, out: &mut impl Write) -> Result<()> {
     }
     let options = GenerateOptions {
         max_tokens: args.max_tokens as usize,
+        min_tokens: 0,
         sampling,
         seed: args.seed,
         batch_size: args.batch_size as usize,
@@ -121,7 +122,11 @@ fn read_prompts(path: &Path) -> Result<Vec<Prompt>> {
             continue;
         }
         let p: Prompt = serde_json::from_str(line).map_err(|e| {
-            anyhow!("{}:{}: malformed JSONL line (need a `prompt` string): {e}", path.display(), i + 1)
+            anyhow!(
+                "{}:{}: malformed JSONL line (need a `prompt` string): {e}",
+                path.display(),
+                i + 1
+            )
         })?;
         if p.prompt.trim().is_empty() {
             bail!("{}:{}: the prompt is empty", path.display(), i + 1);

@@ -127,8 +127,12 @@ pub fn run(args: &KeygenArgs, out: &mut impl Write) -> Result<()> {
 fn default_model_tokenizer(dir: &Path) -> Result<(u32, Option<TokenizerBinding>)> {
     let model = tracemark_model::locate_default_model()?;
     let json = tracemark_model::tokenizer_json_from_gguf(&model)?;
-    let tokenizer = TextTokenizer::from_bytes(&json)
-        .map_err(|reason| anyhow::anyhow!("{}: cannot rebuild its tokenizer: {reason}", model.display()))?;
+    let tokenizer = TextTokenizer::from_bytes(&json).map_err(|reason| {
+        anyhow::anyhow!(
+            "{}: cannot rebuild its tokenizer: {reason}",
+            model.display()
+        )
+    })?;
     let path = dir.join(TOKENIZER_FILE);
     if exists(&path) {
         let there = TextTokenizer::from_file(&path)?;
@@ -141,7 +145,8 @@ fn default_model_tokenizer(dir: &Path) -> Result<(u32, Option<TokenizerBinding>)
     } else {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("{}: cannot create the directory", dir.display()))?;
-        std::fs::write(&path, &json).with_context(|| format!("{}: cannot write", path.display()))?;
+        std::fs::write(&path, &json)
+            .with_context(|| format!("{}: cannot write", path.display()))?;
     }
     let binding = TokenizerBinding {
         fingerprint: tokenizer.fingerprint().to_string(),

@@ -194,10 +194,41 @@ pub fn detect(
     if tokens.is_empty() {
         return Err(Error::EmptyInput("no tokens to score".into()));
     }
+    let mut seen = TupleSet::with_capacity(if options.deduplicate { tokens.len() } else { 0 });
+    detect_with(green, prompt, tokens, options, &mut seen)
+}
+
+/// [`detect`] for one document of a corpus in which each tuple must count once across all the
+/// documents: tuples already in `seen` are "repeated", and the ones scored here are added.
+///
+/// Documents that share phrases share tuples, and so their p-values are dependent; with a set
+/// shared across the corpus, no two documents score the same tuple and their p-values are
+/// independent (what a pooled audit or a null calibration over many documents needs).
+pub fn detect_in_corpus(
+    green: &GreenList,
+    prompt: &[u32],
+    tokens: &[u32],
+    options: &DetectOptions,
+    seen: &mut TupleSet,
+) -> Result<Detection> {
+    options.validate()?;
+    if tokens.is_empty() {
+        return Err(Error::EmptyInput("no tokens to score".into()));
+    }
+    detect_with(green, prompt, tokens, options, seen)
+}
+
+fn detect_with(
+    green: &GreenList,
+    prompt: &[u32],
+    tokens: &[u32],
+    options: &DetectOptions,
+    seen: &mut TupleSet,
+) -> Result<Detection> {
     for &t in prompt.iter().chain(tokens) {
         green.check_token(t)?;
     }
-    let statuses = classify(green, prompt, tokens, options.deduplicate);
+    let statuses = classify(green, prompt, tokens, options.deduplicate, seen);
 
     let mut ignored = Ignored::default();
     let mut green_count = 0u64;
@@ -245,6 +276,7 @@ fn classify(
     prompt: &[u32],
     tokens: &[u32],
     deduplicate: bool,
+    seen: &mut TupleSet,
 ) -> Vec<TokenStatus> {
     const CHUNK: usize = 64;
     let need = green.scheme().context_width();
@@ -270,7 +302,6 @@ fn classify(
     };
     // Seeds under which the prompt's own tokens would be scored.
     let prompt_seeds: HashSet<u64, TupleHash> = (need..prompt.len()).map(seed_at).collect();
-    let mut seen = TupleSet::with_capacity(if deduplicate { tokens.len() } else { 0 });
     let mut statuses = vec![TokenStatus::TooLittleContext; tokens.len()];
     let mut tuples = [(0u64, 0u32); CHUNK];
     let mut index = [0usize; CHUNK];

@@ -1,0 +1,63 @@
+//! The error type of the model crate. Messages are lower-case and name the offending value or
+//! path, like those of `watermark-core`.
+
+use std::path::PathBuf;
+
+/// Everything loading and running the default model can refuse.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The model file is not where it was looked for.
+    #[error("model file {path} not found: run 'make model' (or scripts/fetch-model.sh) to fetch it, or set TRACEMARK_MODEL to a GGUF file")]
+    ModelMissing {
+        /// Where the model was looked for.
+        path: PathBuf,
+    },
+    /// A GGUF file could not be parsed, or lacks what the crate needs.
+    #[error("{path}: malformed gguf: {reason}")]
+    Gguf {
+        /// The GGUF file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A tokenizer could not be built or run.
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    /// A tensor operation failed.
+    #[error("tensor: {0}")]
+    Candle(#[from] candle_core::Error),
+    /// The watermark core refused something.
+    #[error(transparent)]
+    Core(#[from] watermark_core::Error),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file concerned.
+        path: PathBuf,
+        /// The operating system's reason.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// An [`Error::Io`] for `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// An [`Error::Gguf`] for `path`.
+    pub fn gguf(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Error::Gguf {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+}
