@@ -59,7 +59,10 @@ fn file_quant() -> Option<&'static Llama> {
     MODEL
         .get_or_init(|| {
             let path = model_path()?;
-            let options = LoadOptions { requantize: None };
+            let options = LoadOptions {
+                requantize: None,
+                ..LoadOptions::default()
+            };
             Some(Llama::load(&path, &options).expect("load the model, file quantization"))
         })
         .as_ref()
@@ -99,6 +102,7 @@ fn f32_model() -> Option<&'static Llama> {
             let path = model_path()?;
             let options = LoadOptions {
                 requantize: Some(GgmlDType::F32),
+                ..LoadOptions::default()
             };
             Some(Llama::load(&path, &options).expect("load the model, f32"))
         })

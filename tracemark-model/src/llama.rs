@@ -43,13 +43,25 @@ pub struct LoadOptions {
     ///
     /// Defaults to `Some(GgmlDType::Q8_0)`: candle's CPU kernels for Q8_0 are SIMD, those for
     /// Q4_1 are not, and Q8_0 is nearly lossless relative to the file's 4-bit weights.
+    /// `Some(GgmlDType::F32)` runs the file's weights exactly, unquantized (slow, for reference).
     pub requantize: Option<GgmlDType>,
+    /// Use candle's fastest Q8_0 kernel for every matrix, at some cost in fidelity (default:
+    /// `false`). Only matters for Q8_0 on x86 CPUs with VNNI (AVX-VNNI or AVX512-VNNI).
+    ///
+    /// That kernel quantizes the *activations* with one scale per 256 values instead of per 32,
+    /// and SmolLM2's hidden states have outlier channels: measured on 1,028 positions of human
+    /// text against the exact (f32) weights, top-1 agreement drops from 95.3% to 90.8% and the
+    /// mean KL divergence rises from 0.005 to 0.021 nats (the file's Q4_1: 96.2%, 0.004), for
+    /// about 1.7x faster decoding at batch 1, 2.7x at batch 8 and 4x over a whole text. Models
+    /// loaded with different values give different logits: generate and audit with the same.
+    pub fast_matmul: bool,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
         Self {
             requantize: Some(GgmlDType::Q8_0),
+            fast_matmul: false,
         }
     }
 }
@@ -95,13 +107,10 @@ impl Linear {
         })
     }
 
-    /// The f32 matrix `w` (out, in) quantized to `dtype`, padded when that is faster.
-    fn quantize(w: &Tensor, dtype: GgmlDType) -> CResult<Self> {
+    /// The f32 matrix `w` (out, in) quantized to `dtype`, padded as `repacked` asks.
+    fn quantize(w: &Tensor, dtype: GgmlDType, repacked: bool) -> CResult<Self> {
         let (n, k) = w.dims2()?;
-        let mut pad = padded_width(dtype, n, k) - k;
-        let sel = std::env::var("ZZ_PAD").unwrap_or_default();
-        let kind = match (n, k) { (960, 576) => "qkv", (3072, 576) => "gu", (576, 576) => "wo", (576, 1536) => "down", _ => "out" };
-        if !sel.contains(kind) { pad = if kind == "down" { 32 } else { 0 }; }
+        let pad = stored_width(dtype, n, k, repacked) - k;
         let q = match pad {
             0 => QTensor::quantize(w, dtype)?,
             _ => QTensor::quantize(&w.pad_with_zeros(1, 0, pad)?, dtype)?,
@@ -114,14 +123,19 @@ impl Linear {
 
     /// `t` converted to `dtype` through f32 (kept as is when `None`, or when it already is
     /// `dtype` and needs no padding).
-    fn convert(t: QTensor, dtype: Option<GgmlDType>, dev: &Device) -> CResult<Self> {
+    fn convert(
+        t: QTensor,
+        dtype: Option<GgmlDType>,
+        repacked: bool,
+        dev: &Device,
+    ) -> CResult<Self> {
         match dtype {
             Some(dtype) => {
                 let (n, k) = t.shape().dims2()?;
-                if dtype == t.dtype() && padded_width(dtype, n, k) == k {
+                if dtype == t.dtype() && stored_width(dtype, n, k, repacked) == k {
                     return Self::keep(t);
                 }
-                Self::quantize(&t.dequantize(dev)?, dtype)
+                Self::quantize(&t.dequantize(dev)?, dtype, repacked)
             }
             None => Self::keep(t),
         }
@@ -135,19 +149,27 @@ impl Linear {
     }
 }
 
-/// The width at which a matrix with `k` input columns is stored.
+/// The width at which a matrix with `k` input columns is stored, to get (`repacked`) or avoid
+/// candle's repacked Q8_0 kernel.
 ///
-/// candle has a much faster kernel for Q8_0 on x86 CPUs with VNNI (AVX-VNNI or AVX512-VNNI): the
-/// weights repacked in tiles of 16 rows, dot products by `vpdpbusd`, activations quantized per
-/// 256 values. It needs `k` to be a multiple of 256, which SmolLM2's 576 is not; appending 192
-/// zero columns (to 768) costs a third more arithmetic but runs about 3x faster at batch 1 and
-/// 7x faster over many rows (measured on this project's 2-core machine).
-fn padded_width(dtype: GgmlDType, n: usize, k: usize) -> usize {
+/// On x86 CPUs with VNNI (AVX-VNNI or AVX512-VNNI) candle runs a Q8_0 matrix whose `k` is a
+/// multiple of 256 with a much faster kernel: weights repacked in tiles of 16 rows, dot products
+/// by `vpdpbusd`, but activations quantized with one scale per 256 values, which loses accuracy
+/// on SmolLM2's outlier channels (see [`LoadOptions::fast_matmul`]). Any other `k` goes to the
+/// per-32 kernel. So to get the fast kernel, SmolLM2's 576 columns are padded with zeros to 768
+/// (a third more arithmetic, yet about 3x faster at batch 1 and 7x over many rows, measured on
+/// this project's 2-core machine); to avoid it, the 1536 columns of `ffn_down` get 32 zero
+/// columns. Zero columns leave the products unchanged.
+fn stored_width(dtype: GgmlDType, n: usize, k: usize, repacked: bool) -> usize {
     const SUPERBLOCK: usize = 256;
-    let repacked = dtype == GgmlDType::Q8_0 && n % 16 == 0 && vnni();
-    match repacked {
-        true => k.next_multiple_of(SUPERBLOCK),
-        false => k,
+    const BLOCK: usize = 32;
+    if dtype != GgmlDType::Q8_0 || n % 16 != 0 || !vnni() {
+        return k;
+    }
+    match (repacked, k % SUPERBLOCK == 0) {
+        (true, _) => k.next_multiple_of(SUPERBLOCK),
+        (false, true) => k + BLOCK,
+        (false, false) => k,
     }
 }
 
@@ -318,15 +340,16 @@ impl Llama {
             bail!("token_embd is {vocab_size}x{embd_width}, expected width {hidden}");
         }
         let norm = RmsNorm::from_qtensor(read("output_norm.weight")?, rms_eps)?;
+        let fast = options.fast_matmul;
         let output = match ct.tensor_infos.contains_key("output.weight") {
             true => {
                 let output = read("output.weight")?;
                 check_matrix(&output, vocab_size, hidden, "output")?;
-                Linear::convert(output, options.requantize, &device)?
+                Linear::convert(output, options.requantize, fast, &device)?
             }
             // Tied embeddings: quantize the already dequantized copy rather than read it twice.
             false => match options.requantize {
-                Some(dtype) => Linear::quantize(&embed, dtype)?,
+                Some(dtype) => Linear::quantize(&embed, dtype, fast)?,
                 None => Linear::keep(token_embd)?,
             },
         };
@@ -357,11 +380,13 @@ impl Llama {
             let ffn_norm = RmsNorm::from_qtensor(read(&format!("{p}.ffn_norm.weight"))?, rms_eps)?;
             blocks.push(Block {
                 attn_norm,
-                qkv: proj(vec![wq, wk, wv], options.requantize, &device)?,
-                wo: Linear::convert(wo, options.requantize, &device)?,
+                qkv: proj(vec![wq, wk, wv], options.requantize, fast, &device)?,
+                // The attention output has no outlier channels: the fast kernel costs nothing
+                // measurable there (top-1 and KL unchanged), so it is always used.
+                wo: Linear::convert(wo, options.requantize, true, &device)?,
                 ffn_norm,
-                gate_up: proj(vec![gate, up], options.requantize, &device)?,
-                down: Linear::convert(down, options.requantize, &device)?,
+                gate_up: proj(vec![gate, up], options.requantize, fast, &device)?,
+                down: Linear::convert(down, options.requantize, fast, &device)?,
             });
         }
 
@@ -762,7 +787,12 @@ fn check_matrix(t: &QTensor, rows: usize, cols: usize, name: &str) -> CResult<()
 /// Matrices sharing one input. When re-quantizing they are stacked row-wise into one matrix
 /// before quantization (exact: quantization blocks never cross rows); when the file's format is
 /// kept they stay separate, so the weights are bit-for-bit the file's.
-fn proj(mats: Vec<QTensor>, dtype: Option<GgmlDType>, dev: &Device) -> CResult<Proj> {
+fn proj(
+    mats: Vec<QTensor>,
+    dtype: Option<GgmlDType>,
+    repacked: bool,
+    dev: &Device,
+) -> CResult<Proj> {
     match dtype {
         Some(dtype) => {
             let mut parts = Vec::with_capacity(mats.len());
@@ -773,7 +803,10 @@ fn proj(mats: Vec<QTensor>, dtype: Option<GgmlDType>, dev: &Device) -> CResult<P
                 parts.push(f);
             }
             let stacked = Tensor::cat(&parts, 0)?;
-            Ok(Proj::Fused(Linear::quantize(&stacked, dtype)?, sizes))
+            Ok(Proj::Fused(
+                Linear::quantize(&stacked, dtype, repacked)?,
+                sizes,
+            ))
         }
         None => Ok(Proj::Split(
             mats.into_iter().map(Linear::keep).collect::<CResult<_>>()?,
