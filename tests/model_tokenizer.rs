@@ -6,47 +6,23 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Instant;
 
 use candle_core::quantized::gguf_file::Content;
 use candle_core::quantized::tokenizer::TokenizerFromGguf;
-use tracemark_model::cache;
 use tracemark_model::tokenizer::{
     chat_prompt, load_default_tokenizer, tokenizer_json_from_gguf, write_tokenizer_json,
     GgufTokenizer, DEFAULT_SYSTEM_PROMPT,
 };
 use watermark_core::text::TextTokenizer;
 
-/// Human-written development corpus shared by the project: gzip, one JSON object a line with
-/// `text` and `genre`.
-const CORPUS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/corpora/human-dev.jsonl.gz"
-);
+mod support;
+use support::model_path;
 
 /// How much of the corpus the round trip covers, spread evenly over the genres.
 const ROUND_TRIP_BYTES: usize = 2 << 20;
-
-fn model_required() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-        || std::env::var("TRACEMARK_REQUIRE_MODEL").is_ok_and(|v| v == "1")
-}
-
-/// The model's path, or `None` (after a note) when it is missing and not required.
-fn model_path() -> Option<PathBuf> {
-    match cache::locate_default_model() {
-        Ok(path) => Some(path),
-        Err(e) if model_required() => {
-            panic!("{e} (required: CI=true or TRACEMARK_REQUIRE_MODEL=1)")
-        }
-        Err(e) => {
-            eprintln!("note: skipped, {e}");
-            None
-        }
-    }
-}
 
 struct Loaded {
     gguf: GgufTokenizer,
@@ -233,8 +209,8 @@ fn candle_gguf_tokenizer_differs_for_smollm() {
 /// Up to `budget` bytes of the corpus, taken from whichever genre has the fewest bytes so far,
 /// so all genres are covered about evenly. `None` when the corpus is absent.
 fn corpus_sample(budget: usize) -> Option<Vec<(String, String)>> {
-    let path = Path::new(CORPUS);
-    let file = match std::fs::File::open(path) {
+    let path = support::corpus_path()?;
+    let file = match std::fs::File::open(&path) {
         Ok(f) => f,
         Err(e) => {
             eprintln!(
