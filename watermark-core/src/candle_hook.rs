@@ -129,26 +129,10 @@ fn on_host(logits: &Tensor, bias: impl FnOnce(&mut [f32]) -> Result<()>) -> Resu
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::{Scheme, SecretKey, Seeding};
+    use crate::Seeding;
     use proptest::prelude::*;
 
-    const VOCAB: u32 = 300;
-
-    fn green(seeding: Seeding, width: usize) -> GreenList {
-        let scheme = Scheme {
-            seeding,
-            width,
-            ..Scheme::default()
-        };
-        GreenList::new(&SecretKey::from_bytes([9; 32]), scheme, VOCAB).unwrap()
-    }
-
-    fn schemes() -> impl Strategy<Value = GreenList> {
-        prop_oneof![
-            (1usize..=4).prop_map(|w| green(Seeding::Previous, w)),
-            (2usize..=4).prop_map(|w| green(Seeding::SelfSeeded, w)),
-        ]
-    }
+    use crate::hook::tests::{green, schemes, VOCAB};
 
     fn half_dtypes() -> impl Strategy<Value = DType> {
         prop_oneof![Just(DType::F16), Just(DType::BF16)]

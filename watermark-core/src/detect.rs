@@ -190,10 +190,6 @@ pub fn detect(
     tokens: &[u32],
     options: &DetectOptions,
 ) -> Result<Detection> {
-    options.validate()?;
-    if tokens.is_empty() {
-        return Err(Error::EmptyInput("no tokens to score".into()));
-    }
     let mut seen = TupleSet::with_capacity(if options.deduplicate { tokens.len() } else { 0 });
     detect_with(green, prompt, tokens, options, &mut seen)
 }
@@ -211,10 +207,6 @@ pub fn detect_in_corpus(
     options: &DetectOptions,
     seen: &mut TupleSet,
 ) -> Result<Detection> {
-    options.validate()?;
-    if tokens.is_empty() {
-        return Err(Error::EmptyInput("no tokens to score".into()));
-    }
     detect_with(green, prompt, tokens, options, seen)
 }
 
@@ -225,6 +217,10 @@ fn detect_with(
     options: &DetectOptions,
     seen: &mut TupleSet,
 ) -> Result<Detection> {
+    options.validate()?;
+    if tokens.is_empty() {
+        return Err(Error::EmptyInput("no tokens to score".into()));
+    }
     for &t in prompt.iter().chain(tokens) {
         green.check_token(t)?;
     }

@@ -126,14 +126,14 @@ fn window<'c>(green: &GreenList, context: &'c [u32]) -> Result<Option<&'c [u32]>
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::{Scheme, SecretKey, Seeding};
     use proptest::prelude::*;
 
-    const VOCAB: u32 = 300;
+    pub(crate) const VOCAB: u32 = 300;
 
-    fn green(seeding: Seeding, width: usize) -> GreenList {
+    pub(crate) fn green(seeding: Seeding, width: usize) -> GreenList {
         let scheme = Scheme {
             seeding,
             width,
@@ -142,7 +142,8 @@ mod tests {
         GreenList::new(&SecretKey::from_bytes([7; 32]), scheme, VOCAB).unwrap()
     }
 
-    fn schemes() -> impl Strategy<Value = GreenList> {
+    /// Every seeding at small widths; shared with the candle adapter's tests.
+    pub(crate) fn schemes() -> impl Strategy<Value = GreenList> {
         prop_oneof![
             (1usize..=4).prop_map(|w| green(Seeding::Previous, w)),
             (2usize..=4).prop_map(|w| green(Seeding::SelfSeeded, w)),
