@@ -244,7 +244,8 @@ fn keygen_needs_a_vocabulary_and_valid_parameters() {
     let mut sb = Sandbox::new("keygen-args");
     // With neither --tokenizer nor --vocab-size, keygen binds the default model's tokenizer;
     // with no model there it says how to fetch one.
-    sb.env.push(("TRACEMARK_MODEL".into(), "/nonexistent/model.gguf".into()));
+    sb.env
+        .push(("TRACEMARK_MODEL".into(), "/nonexistent/model.gguf".into()));
     let run = sb.run("keygen --out k");
     assert_error(&run, "make model");
     sb.env.clear();

@@ -79,6 +79,21 @@ fn default_quant() -> Option<&'static Llama> {
         .as_ref()
 }
 
+/// The model with `fast_matmul` (other kernels, same invariance).
+fn fast_quant() -> Option<&'static Llama> {
+    static MODEL: OnceLock<Option<Llama>> = OnceLock::new();
+    MODEL
+        .get_or_init(|| {
+            let path = model_path()?;
+            let options = LoadOptions {
+                fast_matmul: true,
+                ..LoadOptions::default()
+            };
+            Some(Llama::load(&path, &options).expect("load the model, fast Q8_0"))
+        })
+        .as_ref()
+}
+
 /// candle-transformers' quantized llama on the same file (its forward needs `&mut`).
 fn reference() -> Option<&'static Mutex<ModelWeights>> {
     static MODEL: OnceLock<Option<Mutex<ModelWeights>>> = OnceLock::new();
@@ -254,6 +269,11 @@ fn known_prompt_argmax() {
 #[test]
 fn cached_steps_match_forward_all() {
     let Some(model) = default_quant() else { return };
+    cached_steps(model);
+    cached_steps(fast_quant().expect("loads when the model does"));
+}
+
+fn cached_steps(model: &Llama) {
     let all = rows(&model.forward_all(ONCE).expect("forward_all"));
     let split = 4;
     let (mut session, logits) = model.prefill(&[ONCE[..split].to_vec()]).expect("prefill");
@@ -292,6 +312,11 @@ fn greedy(
 #[test]
 fn batch_matches_single() {
     let Some(model) = default_quant() else { return };
+    batch_vs_single(model);
+    batch_vs_single(fast_quant().expect("loads when the model does"));
+}
+
+fn batch_vs_single(model: &Llama) {
     const STEPS: usize = 10;
     let prompts = [FRANCE.to_vec(), ONCE.to_vec(), FOX.to_vec()];
     let alone: Vec<Vec<Vec<f32>>> = prompts
@@ -323,13 +348,14 @@ fn batch_matches_single() {
     }
     eprintln!("max |batched - alone| = {worst:.2e}");
     assert!(worst <= CACHE_TOL, "batched logits differ by {worst}");
-    for b in 0..3 {
-        assert_eq!(session.seq_len(b), Some(prompts[b].len() + STEPS));
+    for (b, prompt) in prompts.iter().enumerate() {
+        assert_eq!(session.seq_len(b), Some(prompt.len() + STEPS));
     }
 
     // Drop the longest prompt after 3 steps and swap the other two: their outputs go on as alone.
     let (mut session, first) = model.prefill(&prompts).expect("prefill batch");
     let mut last = rows(&first);
+    let alone_at = |b: usize, step: usize| &alone[b][step];
     for step in 1..=STEPS {
         if step == 4 {
             session.retain(&[2, 0]).expect("retain");
@@ -339,7 +365,7 @@ fn batch_matches_single() {
         last = rows(&model.step(&mut session, &next).expect("step"));
         let ids: &[usize] = if step >= 4 { &[2, 0] } else { &[0, 1, 2] };
         for (r, &b) in last.iter().zip(ids) {
-            let diff = max_abs_diff(r, &alone[b][step]);
+            let diff = max_abs_diff(r, alone_at(b, step));
             assert!(
                 diff <= CACHE_TOL,
                 "after retain: sequence {b}, step {step}: {diff}"

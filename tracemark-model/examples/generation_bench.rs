@@ -13,9 +13,18 @@ use watermark_core::sampler::Sampling;
 use watermark_core::{GreenList, Scheme, SecretKey};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let tokens: usize = std::env::var("BENCH_TOKENS").ok().and_then(|v| v.parse().ok()).unwrap_or(64);
-    let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
-    let batch: usize = std::env::var("BENCH_BATCH").ok().and_then(|v| v.parse().ok()).unwrap_or(4);
+    let tokens: usize = std::env::var("BENCH_TOKENS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64);
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let batch: usize = std::env::var("BENCH_BATCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4);
     let model = tracemark_model::locate_default_model()?;
     let generator = Generator::load(&model, &LoadOptions::default())?;
     let vocab = generator.tokenizer().vocab_size();
@@ -36,7 +45,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for _ in 0..rounds {
         for watermark in [true, false] {
             let start = Instant::now();
-            let out = generator.generate(&prompts, watermark.then_some(&green), &options, |_, _| {})?;
+            let out =
+                generator.generate(&prompts, watermark.then_some(&green), &options, |_, _| {})?;
             let took = start.elapsed();
             if watermark {
                 with += took;
@@ -60,8 +70,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("default model, batch {batch}, {tokens} tokens per answer, {rounds} rounds each, temperature 1, top-p 0.95");
     println!("| run | tokens/s | ms per token |");
     println!("|---|---|---|");
-    println!("| with watermark | {:.1} | {:.2} |", 1.0 / per_token_with, per_token_with * 1e3);
-    println!("| without | {:.1} | {:.2} |", 1.0 / per_token_without, per_token_without * 1e3);
+    println!(
+        "| with watermark | {:.1} | {:.2} |",
+        1.0 / per_token_with,
+        per_token_with * 1e3
+    );
+    println!(
+        "| without | {:.1} | {:.2} |",
+        1.0 / per_token_without,
+        per_token_without * 1e3
+    );
     println!();
     println!(
         "end to end: the watermarked runs took {:+.1}% of the plain runs' time (noise on a shared machine is a few %)",

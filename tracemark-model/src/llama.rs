@@ -21,12 +21,12 @@
 //! 1e-7 difference can flip a rounding and grow, over 30 blocks, to logits differing by ~1. With a
 //! row-wise attention the whole model is *batch- and cache-invariant*: a token's logits are
 //! bit-for-bit the same from [`Llama::forward_all`], from [`Llama::prefill`] + [`Llama::step`],
-//! alone or in a padded batch.
-//! By default every matrix is re-quantized to Q8_0 at load time, because
-//! candle has no SIMD kernel for the file's Q4_1: Q8_0 runs about 3.4x faster and its top-1
-//! prediction agrees with Q4_1 almost everywhere (it is the closer of the fast formats; Q4_0 is
-//! not). [`LoadOptions::requantize`] `= None` keeps the file's quantization (used by the tests
-//! that compare against candle-transformers).
+//! alone or in a padded batch (for a given [`LoadOptions`]).
+//!
+//! By default every matrix is re-quantized to Q8_0 at load time, because candle has no SIMD
+//! kernel for the file's Q4_1: Q8_0 runs about 3.4x faster and is about as faithful to the file's
+//! weights (see [`LoadOptions`]). [`LoadOptions::requantize`] `= None` keeps the file's
+//! quantization (the tests compare it with candle-transformers).
 
 use std::path::Path;
 
@@ -50,10 +50,11 @@ pub struct LoadOptions {
     ///
     /// That kernel quantizes the *activations* with one scale per 256 values instead of per 32,
     /// and SmolLM2's hidden states have outlier channels: measured on 1,028 positions of human
-    /// text against the exact (f32) weights, top-1 agreement drops from 95.3% to 90.8% and the
-    /// mean KL divergence rises from 0.005 to 0.021 nats (the file's Q4_1: 96.2%, 0.004), for
-    /// about 1.7x faster decoding at batch 1, 2.7x at batch 8 and 4x over a whole text. Models
-    /// loaded with different values give different logits: generate and audit with the same.
+    /// text against the exact (f32) weights, top-1 agreement drops from 96.2% to 90.2% and the
+    /// mean KL divergence rises from 0.005 to 0.025 nats (the file's Q4_1 run by candle: 96.2%,
+    /// 0.004), for about 2x faster decoding at batch 1, 3x at batch 8 and 4x over a whole text
+    /// (2-core x86 with AVX-VNNI, see `examples/forward_bench.rs`). Models loaded with different
+    /// values give different logits: generate and audit with the same.
     pub fast_matmul: bool,
 }
 
@@ -89,7 +90,7 @@ pub struct LlamaConfig {
     pub context_length: usize,
 }
 
-/// A quantized matrix, possibly stored with zero columns appended (see [`padded_width`]); the
+/// A quantized matrix, possibly stored with zero columns appended (see [`stored_width`]); the
 /// input is padded with zeros to match, which leaves the products unchanged.
 #[derive(Debug)]
 struct Linear {
@@ -189,8 +190,8 @@ fn vnni() -> bool {
     }
 }
 
-/// A set of matrices applied to the same input: fused into one matmul when possible (fewer,
-/// larger kernels: the decode step of a 135M model is dominated by per-call overhead).
+/// A set of matrices applied to the same input, fused into one matmul when re-quantizing: one
+/// activation quantization and one parallel region instead of two or three.
 #[derive(Debug)]
 enum Proj {
     /// One matrix whose output rows are the parts, in order, with these widths.
@@ -324,7 +325,7 @@ impl Llama {
         if let Some(rope_dim) = ct.metadata.get("llama.rope.dimension_count") {
             let rope_dim = rope_dim.to_u64()?;
             if rope_dim != head_dim as u64 {
-                bail!("partial rotary embeddings (rope dim {rope_dim}, head dim {head_dim}) are not supported");
+                bail!("rope dim {rope_dim} != head dim {head_dim}: partial RoPE is not supported");
             }
         }
         if context_length == 0 {
@@ -418,10 +419,6 @@ impl Llama {
         &self.config
     }
 
-    /// Logits `(T, vocab)` f32 at every position of one token sequence, in one pass, no cache.
-    ///
-    /// Row `i` is the model's prediction for token `i + 1` given `tokens[..=i]`: the audit's
-    /// reading mode. The text is taken as is (no BOS is added: SmolLM2 does not use one).
     /// Logits `(T, vocab)` f32 at every position of one token sequence, in one pass, no cache.
     ///
     /// Row `i` is the model's prediction for token `i + 1` given `tokens[..=i]`: the audit's
