@@ -8,15 +8,16 @@
 //! tests do not depend on the tokenizer.
 
 use std::io::Cursor;
-use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 
 use candle_core::quantized::gguf_file::{self, Content, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, IndexOp, Tensor};
 use candle_transformers::models::quantized_llama::ModelWeights;
-use tracemark_model::cache;
 use tracemark_model::llama::{Llama, LoadOptions, Session};
+
+mod support;
+use support::model_path;
 
 /// "The capital of France is"
 const FRANCE: &[u32] = &[504, 3575, 282, 4649, 314];
@@ -34,64 +35,44 @@ const REFERENCE_TOL: f32 = 1e-3;
 /// activations a lost bit can grow to a logit difference of ~1, so only equality is a real check.
 const CACHE_TOL: f32 = 0.0;
 
-fn model_required() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-        || std::env::var("TRACEMARK_REQUIRE_MODEL").is_ok_and(|v| v == "1")
-}
-
-/// The model's path, or `None` (after a note) when it is missing and not required.
-fn model_path() -> Option<PathBuf> {
-    match cache::locate_default_model() {
-        Ok(path) => Some(path),
-        Err(e) if model_required() => {
-            panic!("{e} (required: CI=true or TRACEMARK_REQUIRE_MODEL=1)")
-        }
-        Err(e) => {
-            eprintln!("note: skipped, {e}");
-            None
-        }
-    }
+/// Loads the model once per test binary with `options`; `None` when it is missing and not
+/// required.
+fn load_once(
+    cell: &'static OnceLock<Option<Llama>>,
+    options: LoadOptions,
+    what: &str,
+) -> Option<&'static Llama> {
+    cell.get_or_init(|| {
+        let path = model_path()?;
+        Some(Llama::load(&path, &options).unwrap_or_else(|e| panic!("load the model, {what}: {e}")))
+    })
+    .as_ref()
 }
 
 /// The model with the file's own quantization (Q4_1), as candle-transformers runs it.
 fn file_quant() -> Option<&'static Llama> {
     static MODEL: OnceLock<Option<Llama>> = OnceLock::new();
-    MODEL
-        .get_or_init(|| {
-            let path = model_path()?;
-            let options = LoadOptions {
-                requantize: None,
-                ..LoadOptions::default()
-            };
-            Some(Llama::load(&path, &options).expect("load the model, file quantization"))
-        })
-        .as_ref()
+    let options = LoadOptions {
+        requantize: None,
+        ..LoadOptions::default()
+    };
+    load_once(&MODEL, options, "file quantization")
 }
 
 /// The model as tracemark runs it by default (re-quantized to Q8_0).
 fn default_quant() -> Option<&'static Llama> {
     static MODEL: OnceLock<Option<Llama>> = OnceLock::new();
-    MODEL
-        .get_or_init(|| {
-            let path = model_path()?;
-            Some(Llama::load(&path, &LoadOptions::default()).expect("load the model, Q8_0"))
-        })
-        .as_ref()
+    load_once(&MODEL, LoadOptions::default(), "Q8_0")
 }
 
 /// The model with `fast_matmul` (other kernels, same invariance).
 fn fast_quant() -> Option<&'static Llama> {
     static MODEL: OnceLock<Option<Llama>> = OnceLock::new();
-    MODEL
-        .get_or_init(|| {
-            let path = model_path()?;
-            let options = LoadOptions {
-                fast_matmul: true,
-                ..LoadOptions::default()
-            };
-            Some(Llama::load(&path, &options).expect("load the model, fast Q8_0"))
-        })
-        .as_ref()
+    let options = LoadOptions {
+        fast_matmul: true,
+        ..LoadOptions::default()
+    };
+    load_once(&MODEL, options, "fast Q8_0")
 }
 
 /// candle-transformers' quantized llama on the same file (its forward needs `&mut`).
@@ -112,16 +93,11 @@ fn reference() -> Option<&'static Mutex<ModelWeights>> {
 /// The model with every matrix dequantized to f32 (the file's values, exactly).
 fn f32_model() -> Option<&'static Llama> {
     static MODEL: OnceLock<Option<Llama>> = OnceLock::new();
-    MODEL
-        .get_or_init(|| {
-            let path = model_path()?;
-            let options = LoadOptions {
-                requantize: Some(GgmlDType::F32),
-                ..LoadOptions::default()
-            };
-            Some(Llama::load(&path, &options).expect("load the model, f32"))
-        })
-        .as_ref()
+    let options = LoadOptions {
+        requantize: Some(GgmlDType::F32),
+        ..LoadOptions::default()
+    };
+    load_once(&MODEL, options, "f32")
 }
 
 /// candle-transformers on the same weights dequantized to f32: a GGUF rewritten in memory.
