@@ -348,7 +348,6 @@ impl GreenList {
         const PER_CALL: usize = TOKENS_PER_BLOCK as usize * LANES;
         let delta = self.scheme.delta;
         let threshold = self.threshold;
-        let seed = self.window_seed(window);
         let row = &mut row[..self.vocab_size as usize];
         let anchor = self.tables.as_ref().map(|tables| {
             let a = window
@@ -357,6 +356,11 @@ impl GreenList {
                 .fold(u32::MAX, u32::min);
             (tables, a)
         });
+        // The context's anchor decides both the shared stream and which tokens anchor themselves.
+        let seed = match anchor {
+            Some((_, a)) => self.anchor_seed(a),
+            None => self.window_seed(window),
+        };
         let mut values = [0u16; PER_CALL];
         for (chunk_index, chunk) in row.chunks_mut(PER_CALL).enumerate() {
             let first_block = (chunk_index * LANES) as u64;
