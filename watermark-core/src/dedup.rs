@@ -85,6 +85,26 @@ impl TupleSet {
         }
     }
 
+    /// Whether the set holds the tuple.
+    #[inline]
+    pub fn contains(&self, seed: u64, token: u32) -> bool {
+        let slots = self.seeds.len();
+        let mut i = self.slot(seed, token);
+        loop {
+            let t = self.tokens[i];
+            if t == EMPTY {
+                return false;
+            }
+            if t == token && self.seeds[i] == seed {
+                return true;
+            }
+            i += 1;
+            if i == slots {
+                i = 0;
+            }
+        }
+    }
+
     /// Inserts a batch, writing into `fresh[i]` whether `tuples[i]` was new. Prefetches every
     /// slot of the batch before touching any, so the memory accesses overlap.
     pub fn insert_batch(&mut self, tuples: &[(u64, u32)], fresh: &mut [bool]) {
@@ -155,6 +175,9 @@ mod tests {
                 }
             }
             prop_assert_eq!(set.len(), reference.len());
+            for seed in 0u64..50 {
+                prop_assert_eq!(set.contains(seed, 7), reference.contains(&(seed, 7)));
+            }
         }
     }
 

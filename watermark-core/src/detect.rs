@@ -77,6 +77,10 @@ pub enum TokenStatus {
     Repeated,
     /// Not scored: its window also seeds a position inside the prompt.
     InPrompt,
+    /// Not scored (reading mode): its window also seeds an earlier position of the text read.
+    EarlierInText,
+    /// Not scored (supervised audit): its window does not occur in the filter's texts.
+    NotInFilter,
 }
 
 /// Tokens left out of the test, by reason.
@@ -224,7 +228,13 @@ fn detect_with(
     for &t in prompt.iter().chain(tokens) {
         green.check_token(t)?;
     }
-    let statuses = classify(green, prompt, tokens, options.deduplicate, seen);
+    let rules = Rules {
+        deduplicate: options.deduplicate,
+        exclude_prompt: true,
+        exclude_earlier: false,
+        filter: None,
+    };
+    let statuses = classify(green, prompt, tokens, tokens, rules, seen);
 
     let mut ignored = Ignored::default();
     let mut green_count = 0u64;
@@ -240,7 +250,10 @@ fn detect_with(
             }
             TokenStatus::TooLittleContext => ignored.too_little_context += 1,
             TokenStatus::Repeated => ignored.repeated += 1,
-            TokenStatus::InPrompt => ignored.in_prompt += 1,
+            // The last two cannot occur under these rules; counting them keeps the sum exact.
+            TokenStatus::InPrompt | TokenStatus::EarlierInText | TokenStatus::NotInFilter => {
+                ignored.in_prompt += 1
+            }
         }
     }
     let scored =
@@ -263,59 +276,86 @@ fn detect_with(
     })
 }
 
-/// Each token's status, in order. Tokens are already checked to be in the vocabulary.
+/// Which tokens a pass leaves out, beyond those lacking context.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Rules<'a> {
+    /// Score each (seed, token) tuple once (against `seen`).
+    pub deduplicate: bool,
+    /// Leave out a token whose seed also seeds a position inside the prompt.
+    pub exclude_prompt: bool,
+    /// Leave out a token whose seed also seeds an earlier position of the text (reading mode,
+    /// where the text is ours and the scored token is the suspect's prediction).
+    pub exclude_earlier: bool,
+    /// Score only tokens whose seed is in this set (stored with token 0).
+    pub filter: Option<&'a TupleSet>,
+}
+
+/// Each position's status, in order. `text` gives the windows (after `prompt`); `scored[i]` is
+/// the token scored at position i (the text itself when detecting, the suspect's prediction in
+/// reading mode). Tokens are already checked to be in the vocabulary.
 ///
 /// Works in chunks of 64 tokens so that the deduplication lookups of a chunk overlap in memory
 /// (see [`TupleSet::insert_batch`]) and the PRF runs on full vectors, with no per-token scratch.
-fn classify(
+pub(crate) fn classify(
     green: &GreenList,
     prompt: &[u32],
-    tokens: &[u32],
-    deduplicate: bool,
+    text: &[u32],
+    scored: &[u32],
+    rules: Rules<'_>,
     seen: &mut TupleSet,
 ) -> Vec<TokenStatus> {
     const CHUNK: usize = 64;
+    debug_assert_eq!(text.len(), scored.len());
     let need = green.scheme().context_width();
     let self_seeded = green.scheme().seeding == Seeding::SelfSeeded;
-    let seed_at = |p: usize| {
-        let token = position(prompt, tokens, p);
-        let seed_of = |window: &[u32]| {
-            if self_seeded {
-                green.seed(window, token)
-            } else {
-                green.window_seed(window)
-            }
-        };
-        if p - need >= prompt.len() {
-            seed_of(&tokens[p - need - prompt.len()..p - prompt.len()])
-        } else {
-            let mut window = [0u32; 8];
-            for (j, w) in window[..need].iter_mut().enumerate() {
-                *w = position(prompt, tokens, p - need + j);
-            }
-            seed_of(&window[..need])
-        }
+    let seed_at = |p: usize, token: u32| seed_at(green, prompt, text, p, token);
+    // Seeds of the positions the suspect has already read: the prompt's, and (when excluding
+    // earlier windows) the text's, added as the pass goes.
+    let prompt_seeds: HashSet<u64, TupleHash> = if rules.exclude_prompt {
+        (need..prompt.len())
+            .map(|p| seed_at(p, prompt[p]))
+            .collect()
+    } else {
+        HashSet::default()
     };
-    // Seeds under which the prompt's own tokens would be scored.
-    let prompt_seeds: HashSet<u64, TupleHash> = (need..prompt.len()).map(seed_at).collect();
-    let mut statuses = vec![TokenStatus::TooLittleContext; tokens.len()];
+    let mut earlier_seeds: HashSet<u64, TupleHash> = HashSet::default();
+    let mut statuses = vec![TokenStatus::TooLittleContext; text.len()];
     let mut tuples = [(0u64, 0u32); CHUNK];
     let mut index = [0usize; CHUNK];
     let mut fresh = [true; CHUNK];
-    let first = need.saturating_sub(prompt.len()).min(tokens.len());
-    for start in (first..tokens.len()).step_by(CHUNK) {
+    let first = need.saturating_sub(prompt.len()).min(text.len());
+    for start in (first..text.len()).step_by(CHUNK) {
         let mut k = 0;
-        for (i, &token) in tokens.iter().enumerate().skip(start).take(CHUNK) {
-            let seed = seed_at(prompt.len() + i);
-            if !prompt_seeds.is_empty() && prompt_seeds.contains(&seed) {
-                statuses[i] = TokenStatus::InPrompt;
+        for (i, &token) in scored.iter().enumerate().skip(start).take(CHUNK) {
+            let p = prompt.len() + i;
+            let seed = seed_at(p, token);
+            let skip = if !prompt_seeds.is_empty() && prompt_seeds.contains(&seed) {
+                Some(TokenStatus::InPrompt)
+            } else if rules.exclude_earlier && earlier_seeds.contains(&seed) {
+                Some(TokenStatus::EarlierInText)
+            } else if rules.filter.is_some_and(|f| !f.contains(seed, 0)) {
+                Some(TokenStatus::NotInFilter)
+            } else {
+                None
+            };
+            if rules.exclude_earlier {
+                // What this position of our text seeds, for the positions after it.
+                let own = if self_seeded && token != text[i] {
+                    seed_at(p, text[i])
+                } else {
+                    seed
+                };
+                earlier_seeds.insert(own);
+            }
+            if let Some(status) = skip {
+                statuses[i] = status;
                 continue;
             }
             tuples[k] = (seed, token);
             index[k] = i;
             k += 1;
         }
-        if deduplicate {
+        if rules.deduplicate {
             seen.insert_batch(&tuples[..k], &mut fresh[..k]);
         }
         // Keep the new tuples, in order, at the front.
@@ -344,6 +384,35 @@ fn classify(
         }
     }
     statuses
+}
+
+/// The seed of position `p` of prompt ++ text when `token` is the candidate there; `p` is at
+/// least the context width.
+#[inline]
+pub(crate) fn seed_at(
+    green: &GreenList,
+    prompt: &[u32],
+    text: &[u32],
+    p: usize,
+    token: u32,
+) -> u64 {
+    let need = green.scheme().context_width();
+    let seed_of = |window: &[u32]| {
+        if green.scheme().seeding == Seeding::SelfSeeded {
+            green.seed(window, token)
+        } else {
+            green.window_seed(window)
+        }
+    };
+    if p - need >= prompt.len() {
+        seed_of(&text[p - need - prompt.len()..p - prompt.len()])
+    } else {
+        let mut window = [0u32; 8];
+        for (j, w) in window[..need].iter_mut().enumerate() {
+            *w = position(prompt, text, p - need + j);
+        }
+        seed_of(&window[..need])
+    }
 }
 
 /// The token at position `p` of prompt ++ tokens.

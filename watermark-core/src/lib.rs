@@ -34,6 +34,7 @@
 //! # Ok(())
 //! # }
 //! ```
+pub mod audit;
 #[cfg(feature = "candle")]
 pub mod candle_hook;
 pub mod dedup;

@@ -1,0 +1,487 @@
+//! The distillation audit: one pooled test over everything a suspect model wrote (closed model)
+//! or predicted while reading our texts (open model), for the bias a model inherits when it is
+//! trained on watermarked outputs ("radioactivity", Sander et al. 2024).
+//!
+//! The pooled test is the detector's exact binomial test over every scored token of the audit.
+//! It is valid only if, under the null hypothesis (a suspect never trained on our outputs),
+//! each scored token is a fresh coin flip, so the audit enforces, across all documents:
+//! - each (seed, token) tuple is scored once: suspects repeat themselves across outputs, and a
+//!   repeated tuple counts one coin flip many times;
+//! - a token is not scored when its window also seeds a position the suspect has read (its
+//!   prompt; in reading mode also the earlier part of our text): an innocent model copying
+//!   from watermarked context reproduces its green tokens.
+//!
+//! A supervised audit (the provider kept the outputs the suspect may have trained on) scores
+//! only tokens whose window occurs in those outputs: that is where the inherited bias is.
+
+use serde::Serialize;
+
+use crate::dedup::TupleSet;
+use crate::detect::{classify, seed_at, Rules, Score, TokenStatus, DEFAULT_FPR};
+use crate::error::{Error, Result};
+use crate::green::{GreenList, SPEC_VERSION};
+
+/// The rules of an audit. Only tests and demonstrations turn a rule off: without either, the
+/// p-value is no longer valid.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AuditOptions {
+    /// False-positive rate at which `watermarked` is decided.
+    pub fpr: f64,
+    /// Score each (seed, token) tuple once across the whole audit.
+    pub deduplicate: bool,
+    /// Leave out tokens whose window occurs in what the suspect read before them.
+    pub exclude_context: bool,
+}
+
+impl Default for AuditOptions {
+    fn default() -> Self {
+        AuditOptions {
+            fpr: DEFAULT_FPR,
+            deduplicate: true,
+            exclude_context: true,
+        }
+    }
+}
+
+/// Tokens left out of the audit, by reason.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    /// Fewer preceding tokens than the window needs.
+    pub too_little_context: u64,
+    /// The (seed, token) tuple was already scored in this audit.
+    pub repeated: u64,
+    /// The window also seeds a position of the prompt.
+    pub in_prompt: u64,
+    /// Reading mode: the window also seeds an earlier position of the text read.
+    pub earlier_in_text: u64,
+    /// Supervised audit: the window does not occur in our outputs.
+    pub not_in_filter: u64,
+}
+
+impl Skipped {
+    fn count(&mut self, status: TokenStatus) {
+        match status {
+            TokenStatus::Green | TokenStatus::Red => {}
+            TokenStatus::TooLittleContext => self.too_little_context += 1,
+            TokenStatus::Repeated => self.repeated += 1,
+            TokenStatus::InPrompt => self.in_prompt += 1,
+            TokenStatus::EarlierInText => self.earlier_in_text += 1,
+            TokenStatus::NotInFilter => self.not_in_filter += 1,
+        }
+    }
+}
+
+/// The windows of our own outputs, for a supervised audit.
+#[derive(Clone, Debug)]
+pub struct WindowFilter {
+    green: GreenList,
+    /// Seeds of the windows, stored as (seed, 0).
+    seeds: TupleSet,
+}
+
+impl WindowFilter {
+    /// An empty filter for audits under `green`'s key and scheme.
+    pub fn new(green: &GreenList) -> Self {
+        WindowFilter {
+            green: green.clone(),
+            seeds: TupleSet::default(),
+        }
+    }
+
+    /// Adds the windows of one of our outputs: each position of `tokens` (the response; the
+    /// `prompt` only gives the first windows their left context, it was not watermarked).
+    pub fn add_text(&mut self, prompt: &[u32], tokens: &[u32]) -> Result<()> {
+        check_tokens(&self.green, &[prompt, tokens])?;
+        let need = self.green.scheme().context_width();
+        for (i, &token) in tokens.iter().enumerate() {
+            let p = prompt.len() + i;
+            if p >= need {
+                self.seeds
+                    .insert(seed_at(&self.green, prompt, tokens, p, token), 0);
+            }
+        }
+        Ok(())
+    }
+
+    /// Distinct windows held.
+    pub fn len(&self) -> usize {
+        self.seeds.len()
+    }
+
+    /// Whether no window was added.
+    pub fn is_empty(&self) -> bool {
+        self.seeds.is_empty()
+    }
+}
+
+/// One point of the audit's curve: the pooled test after some documents.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct CurvePoint {
+    /// Documents added so far.
+    pub documents: u64,
+    /// Tuples scored so far.
+    pub scored: u64,
+    /// Green among them.
+    pub green: u64,
+    /// log10 of the pooled p-value at this point.
+    pub log10_p_value: f64,
+}
+
+/// Everything `tracemark audit --json` reports.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AuditReport {
+    /// Version of the green-list function.
+    pub spec: &'static str,
+    /// Fingerprint of the key tested.
+    pub key_fingerprint: String,
+    /// Documents audited.
+    pub documents: u64,
+    /// Tokens examined (prompts excluded).
+    pub tokens: u64,
+    /// The pooled test over all scored tuples.
+    #[serde(flatten)]
+    pub score: Score,
+    /// The false-positive rate of the verdict.
+    pub fpr: f64,
+    /// Verdict of the pooled test at `fpr`.
+    pub watermarked: bool,
+    /// Tokens left out, by reason.
+    pub skipped: Skipped,
+    /// Distinct windows in the filter of a supervised audit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filter_windows: Option<u64>,
+}
+
+/// A running audit: add documents one at a time (streaming), read the report at any point.
+/// Memory grows with the distinct tuples scored (16 bytes each), not with the input.
+#[derive(Clone, Debug)]
+pub struct Audit {
+    green: GreenList,
+    options: AuditOptions,
+    filter: Option<WindowFilter>,
+    seen: TupleSet,
+    documents: u64,
+    tokens: u64,
+    scored: u64,
+    green_count: u64,
+    skipped: Skipped,
+    curve: Vec<CurvePoint>,
+}
+
+impl Audit {
+    /// An empty audit under `green`'s key and scheme.
+    pub fn new(green: GreenList, options: AuditOptions) -> Result<Self> {
+        if !(options.fpr > 0.0 && options.fpr < 1.0) {
+            return Err(Error::InvalidParameter(format!(
+                "false-positive rate {} must lie in (0, 1)",
+                options.fpr
+            )));
+        }
+        Ok(Audit {
+            green,
+            options,
+            filter: None,
+            seen: TupleSet::default(),
+            documents: 0,
+            tokens: 0,
+            scored: 0,
+            green_count: 0,
+            skipped: Skipped::default(),
+            curve: Vec::new(),
+        })
+    }
+
+    /// Makes the audit supervised: only tokens whose window occurs in `filter` are scored.
+    /// The filter must have been built under the same key and scheme.
+    pub fn with_filter(mut self, filter: WindowFilter) -> Result<Self> {
+        if filter.green.key_fingerprint() != self.green.key_fingerprint() {
+            return Err(Error::KeyMismatch {
+                found: filter.green.key_fingerprint().to_string(),
+                expected: self.green.key_fingerprint().to_string(),
+            });
+        }
+        if filter.green.scheme() != self.green.scheme() {
+            return Err(Error::InvalidParameter(
+                "the filter was built under another watermark scheme".into(),
+            ));
+        }
+        self.filter = Some(filter);
+        Ok(self)
+    }
+
+    /// Closed model: one output of the suspect, `response` written after `prompt`.
+    pub fn add_output(&mut self, prompt: &[u32], response: &[u32]) -> Result<()> {
+        check_tokens(&self.green, &[prompt, response])?;
+        self.add(prompt, response, response, false)
+    }
+
+    /// Open model, reading mode: the suspect read `prompt` ++ `text` (our watermarked text) and
+    /// `predictions[i]` is its top-1 prediction for the position of `text[i]`. Each prediction
+    /// is scored under the window taken from our text.
+    pub fn add_reading(&mut self, prompt: &[u32], text: &[u32], predictions: &[u32]) -> Result<()> {
+        if predictions.len() != text.len() {
+            return Err(Error::InvalidParameter(format!(
+                "{} predictions for a text of {} tokens: reading mode needs one per position",
+                predictions.len(),
+                text.len()
+            )));
+        }
+        check_tokens(&self.green, &[prompt, text, predictions])?;
+        self.add(prompt, text, predictions, true)
+    }
+
+    fn add(&mut self, prompt: &[u32], text: &[u32], scored: &[u32], reading: bool) -> Result<()> {
+        let rules = Rules {
+            deduplicate: self.options.deduplicate,
+            exclude_prompt: self.options.exclude_context,
+            exclude_earlier: self.options.exclude_context && reading,
+            filter: self.filter.as_ref().map(|f| &f.seeds),
+        };
+        let statuses = classify(&self.green, prompt, text, scored, rules, &mut self.seen);
+        for &status in &statuses {
+            match status {
+                TokenStatus::Green => {
+                    self.scored += 1;
+                    self.green_count += 1;
+                }
+                TokenStatus::Red => self.scored += 1,
+                other => self.skipped.count(other),
+            }
+        }
+        self.documents += 1;
+        self.tokens += text.len() as u64;
+        self.record_curve_point();
+        Ok(())
+    }
+
+    /// Keeps a point whenever the scored count has grown by 1% (at least 16 tuples) since the
+    /// last one: a few thousand points cover any audit, evenly on a log axis.
+    fn record_curve_point(&mut self) {
+        let due = match self.curve.last() {
+            None => self.scored > 0,
+            Some(last) => self.scored >= last.scored + (last.scored / 100).max(16),
+        };
+        if due {
+            self.curve.push(self.point());
+        }
+    }
+
+    fn point(&self) -> CurvePoint {
+        CurvePoint {
+            documents: self.documents,
+            scored: self.scored,
+            green: self.green_count,
+            log10_p_value: self.score().log10_p_value,
+        }
+    }
+
+    /// The pooled statistics so far.
+    pub fn score(&self) -> Score {
+        Score::new(
+            self.scored,
+            self.green_count,
+            self.green.scheme().effective_gamma(),
+        )
+    }
+
+    /// The report so far.
+    pub fn report(&self) -> AuditReport {
+        let score = self.score();
+        AuditReport {
+            spec: SPEC_VERSION,
+            key_fingerprint: self.green.key_fingerprint().to_string(),
+            documents: self.documents,
+            tokens: self.tokens,
+            watermarked: score.is_significant(self.options.fpr),
+            score,
+            fpr: self.options.fpr,
+            skipped: self.skipped,
+            filter_windows: self.filter.as_ref().map(|f| f.len() as u64),
+        }
+    }
+
+    /// Cumulative log10 p against scored tuples, ending at the current state.
+    pub fn curve(&self) -> Vec<CurvePoint> {
+        let mut points = self.curve.clone();
+        if points.last().map(|p| p.scored) != Some(self.scored) && self.scored > 0 {
+            points.push(self.point());
+        }
+        points
+    }
+
+    /// Bytes held by the deduplication table (16 per distinct scored tuple when grown).
+    pub fn memory_bytes(&self) -> usize {
+        self.seen.memory_bytes() + self.filter.as_ref().map_or(0, |f| f.seeds.memory_bytes())
+    }
+}
+
+fn check_tokens(green: &GreenList, parts: &[&[u32]]) -> Result<()> {
+    for part in parts {
+        for &t in *part {
+            green.check_token(t)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::{detect_in_corpus, DetectOptions};
+    use crate::{Scheme, SecretKey, Seeding};
+
+    fn green(seeding: Seeding, width: usize) -> GreenList {
+        let scheme = Scheme {
+            seeding,
+            width,
+            ..Scheme::default()
+        };
+        GreenList::new(&SecretKey::from_bytes([5; 32]), scheme, 1000).unwrap()
+    }
+
+    fn pseudo_text(seed: u64, n: usize) -> Vec<u32> {
+        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x % 1000) as u32
+            })
+            .collect()
+    }
+
+    #[test]
+    fn closed_audit_pools_exactly_what_corpus_detection_scores() {
+        for (seeding, width) in [(Seeding::Previous, 2), (Seeding::SelfSeeded, 3)] {
+            let g = green(seeding, width);
+            let mut audit = Audit::new(g.clone(), AuditOptions::default()).unwrap();
+            let mut seen = TupleSet::default();
+            let (mut scored, mut green_count, mut in_prompt, mut repeated) = (0, 0, 0, 0);
+            for doc in 0..40u64 {
+                let prompt = pseudo_text(doc % 7, 12);
+                // Outputs share material: the same six openings recur.
+                let mut response = pseudo_text(doc % 6 + 100, 30);
+                response.extend(pseudo_text(doc + 1000, 50));
+                response.extend_from_slice(&prompt[..5]);
+                audit.add_output(&prompt, &response).unwrap();
+                let d =
+                    detect_in_corpus(&g, &prompt, &response, &DetectOptions::default(), &mut seen)
+                        .unwrap();
+                scored += d.score.scored;
+                green_count += d.score.green;
+                in_prompt += d.ignored.in_prompt;
+                repeated += d.ignored.repeated;
+            }
+            let r = audit.report();
+            assert_eq!(r.documents, 40);
+            assert_eq!((r.score.scored, r.score.green), (scored, green_count));
+            assert_eq!(r.skipped.in_prompt, in_prompt);
+            assert_eq!(r.skipped.repeated, repeated);
+            assert!(repeated > 0 && in_prompt > 0, "{r:?}");
+            assert_eq!(r.skipped.earlier_in_text + r.skipped.not_in_filter, 0);
+        }
+    }
+
+    #[test]
+    fn reading_mode_skips_windows_already_read() {
+        let g = green(Seeding::Previous, 2);
+        // Our text repeats the window (7, 8); at its second occurrence a suspect that copies
+        // what followed the first one is not scored.
+        let text = vec![1, 2, 7, 8, 9, 4, 5, 7, 8, 9, 6];
+        let predictions = vec![3, 7, 8, 9, 4, 5, 7, 8, 9, 6, 2];
+        let mut audit = Audit::new(g.clone(), AuditOptions::default()).unwrap();
+        audit.add_reading(&[], &text, &predictions).unwrap();
+        let r = audit.report();
+        assert_eq!(r.skipped.too_little_context, 2);
+        // Positions 9 and 10 read windows (7, 8) and (8, 9), first read before positions 4, 5.
+        assert_eq!(r.skipped.earlier_in_text, 2);
+        assert_eq!(r.score.scored, 7);
+        // The scored token is the prediction, under the window of our text.
+        let mut expected_green = 0;
+        for i in 2..text.len() {
+            if i >= 9 {
+                continue;
+            }
+            let green = g.is_green(&text[..i], predictions[i]).unwrap().unwrap();
+            expected_green += u64::from(green);
+        }
+        assert_eq!(r.score.green, expected_green);
+
+        let off = AuditOptions {
+            exclude_context: false,
+            ..AuditOptions::default()
+        };
+        let mut audit = Audit::new(g, off).unwrap();
+        audit.add_reading(&[], &text, &predictions).unwrap();
+        assert_eq!(audit.report().score.scored, 9);
+    }
+
+    #[test]
+    fn supervised_audit_scores_only_windows_of_our_outputs() {
+        let g = green(Seeding::Previous, 1);
+        let ours = pseudo_text(1, 200);
+        let mut filter = WindowFilter::new(&g);
+        filter.add_text(&[], &ours).unwrap();
+        let distinct_windows: std::collections::HashSet<u32> =
+            ours[..ours.len() - 1].iter().copied().collect();
+        assert_eq!(filter.len(), distinct_windows.len());
+        let mut audit = Audit::new(g.clone(), AuditOptions::default())
+            .unwrap()
+            .with_filter(filter)
+            .unwrap();
+        let suspect = pseudo_text(2, 400);
+        audit.add_output(&[], &suspect).unwrap();
+        let r = audit.report();
+        let inside = suspect[..suspect.len() - 1]
+            .iter()
+            .filter(|t| distinct_windows.contains(t))
+            .count() as u64;
+        assert_eq!(r.skipped.not_in_filter, 399 - inside);
+        assert_eq!(r.filter_windows, Some(distinct_windows.len() as u64));
+
+        let other =
+            GreenList::new(&SecretKey::from_bytes([6; 32]), Scheme::default(), 1000).unwrap();
+        let err = Audit::new(other, AuditOptions::default())
+            .unwrap()
+            .with_filter(WindowFilter::new(&g))
+            .unwrap_err();
+        assert!(matches!(err, Error::KeyMismatch { .. }));
+    }
+
+    #[test]
+    fn curve_grows_and_ends_at_the_report() {
+        let g = green(Seeding::Previous, 2);
+        let mut audit = Audit::new(g, AuditOptions::default()).unwrap();
+        for doc in 0..300 {
+            audit.add_output(&[], &pseudo_text(doc, 100)).unwrap();
+        }
+        let curve = audit.curve();
+        assert!(curve.len() > 20 && curve.len() < 300, "{}", curve.len());
+        assert!(curve.windows(2).all(|w| w[0].scored < w[1].scored));
+        let last = curve.last().unwrap();
+        let r = audit.report();
+        assert_eq!((last.scored, last.documents), (r.score.scored, 300));
+        assert_eq!(last.log10_p_value, r.score.log10_p_value);
+    }
+
+    #[test]
+    fn bad_input_is_refused() {
+        let g = green(Seeding::Previous, 2);
+        let mut audit = Audit::new(g.clone(), AuditOptions::default()).unwrap();
+        assert!(matches!(
+            audit.add_reading(&[], &[1, 2, 3], &[1, 2]),
+            Err(Error::InvalidParameter(_))
+        ));
+        assert!(matches!(
+            audit.add_output(&[1], &[2, 1000]),
+            Err(Error::TokenOutOfVocabulary { .. })
+        ));
+        assert_eq!(audit.report().documents, 0);
+        let bad = AuditOptions {
+            fpr: 1.0,
+            ..AuditOptions::default()
+        };
+        assert!(Audit::new(g, bad).is_err());
+    }
+}
