@@ -8,11 +8,16 @@
 //!   many tuples repeat and the deduplication set sees many hits.
 //!
 //! Throughput is input tokens; the scored count of each stream is printed once before it runs.
+//!
+//! `audit/*` pools the same 1M zipf ids as 5000 outputs of 200 tokens, each after a 20-token
+//! prompt, through one [`Audit`] (audit-wide dedup, prompt exclusion): `closed` scores the
+//! outputs, `reading` scores a second id stream as predictions over them.
 
 use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use watermark_core::audit::{Audit, AuditOptions};
 use watermark_core::detect::{detect, DetectOptions};
 use watermark_core::{GreenList, Scheme, SecretKey, Seeding};
 
@@ -116,9 +121,47 @@ fn detect_throughput(c: &mut Criterion) {
     group.finish();
 }
 
+fn audit_throughput(c: &mut Criterion) {
+    const DOC: usize = 200;
+    const PROMPT: usize = 20;
+    let key = SecretKey::from_bytes([9; 32]);
+    let green = GreenList::new(&key, Scheme::default(), VOCAB).expect("valid scheme");
+    let zipf = zipf_ids(0x0061_7564_6974);
+    let predictions = zipf_ids(0x7072_6564);
+    let prompts = uniform_ids(0x7072_6f6d_7074);
+    let run = |reading: bool| {
+        let mut audit = Audit::new(green.clone(), AuditOptions::default()).expect("valid");
+        for (d, doc) in zipf.chunks(DOC).enumerate() {
+            let prompt = &prompts[d * PROMPT..(d + 1) * PROMPT];
+            if reading {
+                let preds = &predictions[d * DOC..d * DOC + doc.len()];
+                audit
+                    .add_reading(prompt, doc, preds)
+                    .expect("in vocabulary");
+            } else {
+                audit.add_output(prompt, doc).expect("in vocabulary");
+            }
+        }
+        audit.report()
+    };
+    let mut group = c.benchmark_group("audit");
+    group.throughput(Throughput::Elements(N as u64));
+    for (name, reading) in [("closed", false), ("reading", true)] {
+        let r = run(reading);
+        eprintln!(
+            "audit/{name}: {} documents, {} tokens, {} scored, skipped {:?}",
+            r.documents, r.tokens, r.score.scored, r.skipped
+        );
+        group.bench_function(BenchmarkId::new(name, "zipf5000/1M"), |b| {
+            b.iter(|| black_box(run(reading)))
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = config();
-    targets = detect_throughput
+    targets = detect_throughput, audit_throughput
 }
 criterion_main!(benches);

@@ -7,6 +7,8 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
+mod support;
+
 const BIN: &str = env!("CARGO_BIN_EXE_tracemark");
 
 /// What one command did.
@@ -611,6 +613,218 @@ fn text_detection_uses_the_bound_tokenizer() {
     assert_error(
         &sb.run("keygen --out k3 --tokenizer broken.json"),
         "broken.json",
+    );
+    sb.finish();
+}
+
+#[test]
+fn audit_pools_a_suspects_outputs_and_draws_its_curve() {
+    let mut sb = Sandbox::new("audit");
+    setup_generated(&mut sb);
+    let fields = [
+        "spec",
+        "key_fingerprint",
+        "documents",
+        "tokens",
+        "scored",
+        "green",
+        "z_score",
+        "p_value",
+        "log10_p_value",
+        "watermarked",
+        "skipped",
+        "mode",
+        "supervised",
+    ];
+    // The watermarked documents as a suspect's outputs: pooled, flagged far below the FPR.
+    let run = sb.run("audit --profile k/profile.toml --suspect wm.jsonl --json --curve out/curve");
+    assert_eq!(run.code, 0, "{run:?}");
+    let report: Value = serde_json::from_str(run.stdout.trim()).expect("one JSON object");
+    for field in fields {
+        assert!(report.get(field).is_some(), "{field} missing: {report}");
+    }
+    assert_eq!(report["documents"], 5);
+    assert_eq!(report["mode"], "closed");
+    assert_eq!(report["watermarked"], true);
+    assert!(report["log10_p_value"].as_f64().expect("a number") < -50.0);
+    let skipped = &report["skipped"];
+    let skipped_total: u64 = [
+        "too_little_context",
+        "repeated",
+        "in_prompt",
+        "earlier_in_text",
+        "not_in_filter",
+    ]
+    .iter()
+    .map(|k| skipped[k].as_u64().expect("a count"))
+    .sum();
+    assert_eq!(
+        report["scored"].as_u64().expect("a count") + skipped_total,
+        report["tokens"].as_u64().expect("a count")
+    );
+    // Pooling only moves tuples that recur across documents from "scored" to "repeated".
+    let detect = sb.run("detect --profile k/profile.toml --json wm.jsonl");
+    let per_document: u64 = json_lines(&detect.stdout)
+        .iter()
+        .map(|d| {
+            d["scored"].as_u64().expect("a count")
+                + d["ignored"]["repeated"].as_u64().expect("a count")
+        })
+        .sum();
+    let pooled = report["scored"].as_u64().expect("a count")
+        + skipped["repeated"].as_u64().expect("a count");
+    assert_eq!(pooled, per_document);
+    let csv = sb.read("out/curve.csv");
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("documents,scored,green,log10_p_value"));
+    let last: Vec<&str> = lines.last().expect("points").split(',').collect();
+    assert_eq!(last[1], report["scored"].to_string());
+    let png = std::fs::read(sb.path("out/curve.png")).expect("the plot is written");
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+
+    // The plain documents are not flagged; the table says so.
+    let run = sb.run("audit --profile k/profile.toml --suspect plain.jsonl --fail-if-watermarked");
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout.contains("not watermarked at FPR 1e-6"),
+        "{run:?}"
+    );
+    let run = sb.run("audit --profile k/profile.toml --suspect wm.jsonl --fail-if-watermarked");
+    assert_eq!(run.code, 3, "{run:?}");
+    assert!(run.stdout.contains("WATERMARKED"), "{run:?}");
+
+    // Supervised: our outputs as the filter; the plain suspect shares almost no window with them.
+    let run =
+        sb.run("audit --profile k/profile.toml --suspect plain.jsonl --filter wm.jsonl --json");
+    assert_eq!(run.code, 0, "{run:?}");
+    let report: Value = serde_json::from_str(run.stdout.trim()).expect("one JSON object");
+    assert_eq!(report["supervised"], true);
+    assert!(report["filter_windows"].as_u64().expect("a count") > 500);
+    assert!(
+        report["skipped"]["not_in_filter"]
+            .as_u64()
+            .expect("a count")
+            > 900
+    );
+    let run = sb.run("audit --profile k/profile.toml --suspect wm.jsonl --filter wm.jsonl --json");
+    let report: Value = serde_json::from_str(run.stdout.trim()).expect("one JSON object");
+    assert_eq!(report["skipped"]["not_in_filter"], 0);
+    assert_eq!(report["watermarked"], true);
+    sb.finish();
+}
+
+#[test]
+fn audit_refuses_bad_input_with_one_line() {
+    let mut sb = Sandbox::new("audit-errors");
+    sb.keygen("k", "--vocab-size 1000");
+    sb.write(
+        "bad.jsonl",
+        "{\"response_tokens\": [1, 2, 3]}\n{\"prompt\": \"x\"}\n",
+    );
+    sb.write("big.jsonl", "{\"response_tokens\": [1, 2, 3000]}\n");
+    sb.write("empty.jsonl", "\n\n");
+    sb.write("text.jsonl", "{\"response\": \"hello there\"}\n");
+    sb.write("broken.jsonl", "{\"response\": \n");
+    let profile = "audit --profile k/profile.toml";
+    assert_error(
+        &sb.run(&format!("{profile} --suspect missing.jsonl")),
+        "missing.jsonl",
+    );
+    assert_error(
+        &sb.run(&format!("{profile} --suspect bad.jsonl")),
+        "bad.jsonl:2: needs a `response`",
+    );
+    assert_error(
+        &sb.run(&format!("{profile} --suspect big.jsonl")),
+        "outside the vocabulary",
+    );
+    assert_error(
+        &sb.run(&format!("{profile} --suspect empty.jsonl")),
+        "no documents",
+    );
+    assert_error(
+        &sb.run(&format!("{profile} --suspect broken.jsonl")),
+        "broken.jsonl:1: malformed JSONL line",
+    );
+    // Text needs the tokenizer the profile binds; this profile binds none.
+    assert_error(
+        &sb.run(&format!("{profile} --suspect text.jsonl")),
+        "binds no tokenizer",
+    );
+    assert_error(
+        &sb.run(&format!("{profile} --suspect bad.jsonl --fpr 2")),
+        "false-positive rate",
+    );
+    // Reading mode: the suspect must use the profile's tokenizer (this one binds none).
+    sb.write("fake.gguf", "not a model");
+    assert_error(
+        &sb.run(&format!(
+            "{profile} --suspect-model fake.gguf --texts bad.jsonl"
+        )),
+        "fake.gguf",
+    );
+    for usage in [
+        profile.to_string(),
+        format!("{profile} --suspect-model fake.gguf"),
+        format!("{profile} --suspect bad.jsonl --texts bad.jsonl"),
+    ] {
+        let run = sb.run(&usage);
+        assert_eq!(run.code, 2, "{usage}: {run:?}");
+    }
+    sb.finish();
+}
+
+/// Reading mode on the default model: the untouched model reading its own watermarked answers
+/// is not flagged (its predictions never saw the key), and a suspect whose tokenizer is not the
+/// profile's is refused.
+#[test]
+fn audit_reads_texts_through_a_suspect_model() {
+    let Some(model) = support::model_path() else {
+        return;
+    };
+    let model = model.display().to_string();
+    let mut sb = Sandbox::new("audit-reading");
+    sb.keygen("k", "");
+    sb.write(
+        "prompts.jsonl",
+        "{\"prompt\": \"Name three colours.\"}\n{\"prompt\": \"What is rain?\"}\n",
+    );
+    let run = sb.run(
+        "generate --profile k/profile.toml --prompts prompts.jsonl --json --max-tokens 40 --seed 3",
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    sb.write("ours.jsonl", &run.stdout);
+    let run = sb.run(&format!(
+        "audit --profile k/profile.toml --suspect-model {model} --texts ours.jsonl --json"
+    ));
+    assert_eq!(run.code, 0, "{run:?}");
+    let report: Value = serde_json::from_str(run.stdout.trim()).expect("one JSON object");
+    assert_eq!(report["mode"], "reading");
+    assert_eq!(report["documents"], 2);
+    assert_eq!(report["watermarked"], false, "{report}");
+    assert!(report["scored"].as_u64().expect("a count") > 40, "{report}");
+    // Text is re-tokenized when ids are absent: same report from the text fields alone.
+    let texts: String = json_lines(&sb.read("ours.jsonl"))
+        .iter()
+        .map(|r| {
+            serde_json::json!({"prompt": r["prompt"], "response": r["completion"]}).to_string()
+                + "\n"
+        })
+        .collect();
+    sb.write("ours-text.jsonl", texts);
+    let run = sb.run(&format!(
+        "audit --profile k/profile.toml --suspect-model {model} --texts ours-text.jsonl --json"
+    ));
+    assert_eq!(run.code, 0, "{run:?}");
+    let again: Value = serde_json::from_str(run.stdout.trim()).expect("one JSON object");
+    assert_eq!(again["documents"], 2);
+
+    sb.keygen("other", "--vocab-size 49152");
+    assert_error(
+        &sb.run(&format!(
+            "audit --profile other/profile.toml --suspect-model {model} --texts ours.jsonl"
+        )),
+        "binds no tokenizer",
     );
     sb.finish();
 }

@@ -15,6 +15,7 @@ use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, IndexOp, Tensor};
 use candle_transformers::models::quantized_llama::ModelWeights;
 use tracemark_model::llama::{Llama, LoadOptions, Session};
+use tracemark_model::reading::top1_predictions;
 
 mod support;
 use support::model_path;
@@ -238,6 +239,28 @@ fn known_prompt_argmax() {
     let q8 = default_quant().expect("loads when the file model does");
     let q8 = q8.forward_all(FRANCE).expect("forward_all");
     assert_eq!(argmax(&row(&q8, FRANCE.len() - 1)), PARIS);
+}
+
+/// Reading mode: the prediction for each position of the text is the argmax of the row before
+/// it, with or without a prompt in front.
+#[test]
+fn reading_mode_predicts_the_argmax_at_every_position() {
+    let Some(model) = default_quant() else { return };
+    let all = rows(&model.forward_all(ONCE).expect("forward_all"));
+    let (prompt, text) = ONCE.split_at(4);
+    let predictions = top1_predictions(model, prompt, text).expect("reads");
+    assert_eq!(predictions.len(), text.len());
+    for (i, &p) in predictions.iter().enumerate() {
+        assert_eq!(p, argmax(&all[prompt.len() + i - 1]), "position {i}");
+    }
+    let predictions = top1_predictions(model, &[], ONCE).expect("reads");
+    assert_eq!(predictions[0], ONCE[0]);
+    for i in 1..ONCE.len() {
+        assert_eq!(predictions[i], argmax(&all[i - 1]), "position {i}");
+    }
+    assert!(top1_predictions(model, prompt, &[])
+        .expect("reads")
+        .is_empty());
 }
 
 /// (b) The KV cache: prefill then one step per token gives, at every position, the logits of

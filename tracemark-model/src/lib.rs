@@ -7,6 +7,7 @@ pub mod cache;
 pub mod error;
 pub mod generate;
 pub mod llama;
+pub mod reading;
 pub mod tokenizer;
 
 pub use cache::{

@@ -42,6 +42,31 @@ Exit status:
   2  command-line usage error
   3  with --fail-if-watermarked: some document was judged watermarked";
 
+const AUDIT_LONG_ABOUT: &str = "Test whether a suspect model was trained on our watermarked \
+outputs (distillation), with one pooled exact test over everything it wrote or predicted.
+
+Closed model (--suspect OUTPUTS.jsonl): the suspect's answers, one JSON object per line with \
+`prompt` (string) or `prompt_tokens` (ids), and `response` (string) or `response_tokens` (ids); \
+`tracemark generate --json` lines (`completion`, `tokens`) are read too. With --filter OURS.jsonl \
+(our own logged outputs, same format) the audit is supervised: only tokens whose window occurs in \
+our outputs are scored.
+
+Open model, reading mode (--suspect-model MODEL.gguf --texts OURS.jsonl): the suspect reads each \
+of our texts (a text `prompt` is wrapped in the chat template) in one forward pass; its top-1 \
+prediction at every position is scored under the window taken from our text. The suspect's \
+tokenizer must be the profile's.
+
+Every (window, token) tuple is scored once across the whole audit, and a token is not scored \
+when its window occurs in what the suspect read before it (the prompt; in reading mode also the \
+earlier text): without these rules the p-value of an innocent model is not valid. Inputs are \
+streamed; memory grows with the distinct tuples scored (16 bytes each).
+
+Exit status:
+  0  the audit ran (whatever the verdict)
+  1  an error: bad input, profile, key, tokenizer or model
+  2  command-line usage error
+  3  with --fail-if-watermarked: the suspect was judged to carry the watermark";
+
 /// The `tracemark` command line.
 #[derive(Debug, Parser)]
 #[command(name = "tracemark", version, about = ABOUT, long_about = LONG_ABOUT)]
@@ -59,6 +84,9 @@ pub enum Command {
     /// Test text or token ids for the watermark and print a verdict per document.
     #[command(long_about = DETECT_LONG_ABOUT)]
     Detect(DetectArgs),
+    /// Test whether a suspect model was trained on our watermarked outputs (pooled test).
+    #[command(long_about = AUDIT_LONG_ABOUT)]
+    Audit(AuditArgs),
     /// Answer prompts with the default model (SmolLM2-135M-Instruct), watermarked unless told not to.
     Generate(GenerateArgs),
 }
@@ -148,6 +176,45 @@ pub struct DetectArgs {
     #[arg(long)]
     pub tokens: bool,
     /// Exit with status 3 when any document is judged watermarked.
+    #[arg(long)]
+    pub fail_if_watermarked: bool,
+}
+
+/// Arguments of `tracemark audit`.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Profile written by `tracemark keygen`.
+    #[arg(long, value_name = "FILE")]
+    pub profile: PathBuf,
+    /// Closed model: the suspect's outputs, JSONL (`-` reads stdin).
+    #[arg(long, value_name = "FILE", required_unless_present = "suspect_model",
+          conflicts_with_all = ["suspect_model", "texts"])]
+    pub suspect: Option<PathBuf>,
+    /// Supervised audit: our own outputs (JSONL); only windows occurring in them are scored.
+    #[arg(long, value_name = "FILE")]
+    pub filter: Option<PathBuf>,
+    /// Open model: the suspect's GGUF weights, read in reading mode over --texts.
+    #[arg(long, value_name = "FILE", requires = "texts")]
+    pub suspect_model: Option<PathBuf>,
+    /// Open model: our watermarked texts (JSONL) for the suspect to read.
+    #[arg(long, value_name = "FILE", requires = "suspect_model")]
+    pub texts: Option<PathBuf>,
+    /// tokenizer.json for text input (default: the one the profile records).
+    #[arg(long, value_name = "FILE")]
+    pub tokenizer: Option<PathBuf>,
+    /// False-positive rate of the verdict, in (0, 1) (default: the profile's).
+    #[arg(long, value_name = "A")]
+    pub fpr: Option<f64>,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// Write cumulative log10 p against scored tokens to PATH.csv and draw it in PATH.png.
+    #[arg(long, value_name = "PATH")]
+    pub curve: Option<PathBuf>,
+    /// CPU threads for the suspect model (default: one per core).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Exit with status 3 when the suspect is judged to carry the watermark.
     #[arg(long)]
     pub fail_if_watermarked: bool,
 }

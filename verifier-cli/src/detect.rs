@@ -256,7 +256,7 @@ fn parse_jsonl(name: &str, bytes: &[u8], documents: &mut Vec<Document>) -> Resul
 }
 
 /// The tokenizer for text documents: `--tokenizer`, else the profile's, checked against it.
-fn load_tokenizer(profile: &Profile, given: Option<&Path>) -> Result<TextTokenizer> {
+pub(crate) fn load_tokenizer(profile: &Profile, given: Option<&Path>) -> Result<TextTokenizer> {
     let path = match given {
         Some(path) => path.to_path_buf(),
         None => {
@@ -347,7 +347,7 @@ fn row(s: &Scored, windowed: bool) -> Vec<String> {
 }
 
 /// Two decimals, without a "-0.00".
-fn fixed(x: f64) -> String {
+pub(crate) fn fixed(x: f64) -> String {
     let s = format!("{x:.2}");
     if s == "-0.00" {
         "0.00".to_string()
@@ -357,7 +357,7 @@ fn fixed(x: f64) -> String {
 }
 
 /// `3.1e-12`, or `<1e-308` when the p-value underflows (its log10 is still exact).
-fn format_p(p: f64) -> String {
+pub(crate) fn format_p(p: f64) -> String {
     if p == 0.0 {
         "<1e-308".to_string()
     } else {
@@ -366,7 +366,7 @@ fn format_p(p: f64) -> String {
 }
 
 /// `0.01` for ordinary rates, `1e-6` for small ones.
-fn format_fpr(fpr: f64) -> String {
+pub(crate) fn format_fpr(fpr: f64) -> String {
     if fpr >= 1e-3 {
         format!("{fpr}")
     } else {

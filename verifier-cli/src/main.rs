@@ -5,6 +5,7 @@
 //! exit 2; `detect --fail-if-watermarked` exits 3 when it flags a document (see `cli.rs`).
 //! The secret key is never printed: only its fingerprint.
 
+mod audit;
 mod cli;
 mod detect;
 mod generate;
@@ -24,6 +25,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Keygen(args) => keygen::run(args, &mut out).map(|()| 0),
         Command::Detect(args) => detect::run(args, &mut out),
+        Command::Audit(args) => audit::run(args, &mut out),
         Command::Generate(args) => generate::run(args, &mut out).map(|()| 0),
     }
     .and_then(|code| {
