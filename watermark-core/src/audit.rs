@@ -165,7 +165,9 @@ pub struct Audit {
     scored: u64,
     green_count: u64,
     skipped: Skipped,
-    curve: Vec<CurvePoint>,
+    /// (documents, scored, green) at each curve point; p-values are computed when asked for,
+    /// so that the curve costs nothing while scoring.
+    curve: Vec<(u64, u64, u64)>,
 }
 
 impl Audit {
@@ -259,19 +261,11 @@ impl Audit {
     fn record_curve_point(&mut self) {
         let due = match self.curve.last() {
             None => self.scored > 0,
-            Some(last) => self.scored >= last.scored + (last.scored / 100).max(16),
+            Some(&(_, last, _)) => self.scored >= last + (last / 100).max(16),
         };
         if due {
-            self.curve.push(self.point());
-        }
-    }
-
-    fn point(&self) -> CurvePoint {
-        CurvePoint {
-            documents: self.documents,
-            scored: self.scored,
-            green: self.green_count,
-            log10_p_value: self.score().log10_p_value,
+            self.curve
+                .push((self.documents, self.scored, self.green_count));
         }
     }
 
@@ -302,11 +296,20 @@ impl Audit {
 
     /// Cumulative log10 p against scored tuples, ending at the current state.
     pub fn curve(&self) -> Vec<CurvePoint> {
-        let mut points = self.curve.clone();
-        if points.last().map(|p| p.scored) != Some(self.scored) && self.scored > 0 {
-            points.push(self.point());
+        let mut counts = self.curve.clone();
+        if self.scored > 0 && counts.last().map(|c| c.1) != Some(self.scored) {
+            counts.push((self.documents, self.scored, self.green_count));
         }
-        points
+        let gamma = self.green.scheme().effective_gamma();
+        counts
+            .into_iter()
+            .map(|(documents, scored, green)| CurvePoint {
+                documents,
+                scored,
+                green,
+                log10_p_value: Score::new(scored, green, gamma).log10_p_value,
+            })
+            .collect()
     }
 
     /// Bytes held by the deduplication table (16 per distinct scored tuple when grown).

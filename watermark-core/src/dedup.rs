@@ -147,11 +147,23 @@ impl TupleSet {
     }
 
     fn rehash(&mut self, mut bigger: TupleSet) {
+        // Moving a large table is as memory-bound as scoring: batch the moves and prefetch each
+        // batch's slots first, as `insert_batch` does.
+        const BATCH: usize = 32;
+        let mut batch = [(0u64, 0u32); BATCH];
+        let mut n = 0;
+        let mut fresh = [false; BATCH];
         for (&seed, &token) in self.seeds.iter().zip(&self.tokens) {
             if token != EMPTY {
-                bigger.insert(seed, token);
+                batch[n] = (seed, token);
+                n += 1;
+                if n == BATCH {
+                    bigger.insert_batch(&batch, &mut fresh);
+                    n = 0;
+                }
             }
         }
+        bigger.insert_batch(&batch[..n], &mut fresh[..n]);
         *self = bigger;
     }
 }
