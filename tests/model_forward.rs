@@ -375,15 +375,33 @@ fn batch_vs_single(model: &Llama) {
     assert_eq!(session.seq_len(0), Some(FOX.len() + STEPS));
 }
 
-/// Bad input is refused with an error, not a panic.
+/// Bad input is refused with an input error that names the problem, never a panic.
 #[test]
-fn refuses_bad_input() {
+fn bad_input_is_an_input_error() {
     let Some(model) = default_quant() else { return };
-    assert!(model.forward_all(&[]).is_err());
-    assert!(model.forward_all(&[49152]).is_err());
-    assert!(model.prefill(&[]).is_err());
-    assert!(model.prefill(&[vec![1], vec![]]).is_err());
+    let vocab = model.config().vocab_size as u32;
+    let context = model.config().context_length;
+    let long = vec![1u32; context + 1];
+    for (tokens, needle) in [
+        (&[][..], "empty token sequence"),
+        (&[1, vocab][..], "outside the vocabulary"),
+        (&long[..], "exceeds the context length"),
+    ] {
+        match model.forward_all(tokens) {
+            Err(tracemark_model::Error::Input(message)) => {
+                assert!(message.contains(needle), "{message}")
+            }
+            other => panic!("expected an input error for {needle}, got {other:?}"),
+        }
+    }
+    let input_error =
+        |r: tracemark_model::Result<()>| matches!(r, Err(tracemark_model::Error::Input(_)));
+    assert!(input_error(
+        top1_predictions(model, &[vocab], &[1]).map(drop)
+    ));
+    assert!(input_error(model.prefill(&[]).map(drop)));
+    assert!(input_error(model.prefill(&[vec![1], vec![]]).map(drop)));
     let (mut session, _) = model.prefill(&[vec![1], vec![1, 2]]).expect("prefill");
-    assert!(model.step(&mut session, &[1]).is_err());
-    assert!(session.retain(&[2]).is_err());
+    assert!(input_error(model.step(&mut session, &[1]).map(drop)));
+    assert!(input_error(session.retain(&[2])));
 }

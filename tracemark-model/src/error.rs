@@ -24,6 +24,10 @@ pub enum Error {
     /// A tokenizer could not be built or run.
     #[error("tokenizer: {0}")]
     Tokenizer(String),
+    /// The caller asked the model for something it cannot do (an empty or too long sequence,
+    /// a token outside the vocabulary, a bad batch).
+    #[error("model input: {0}")]
+    Input(String),
     /// A tensor operation failed.
     #[error("tensor: {0}")]
     Candle(#[from] candle_core::Error),

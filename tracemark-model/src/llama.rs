@@ -515,18 +515,22 @@ impl Llama {
         }
     }
 
-    fn check_tokens(&self, tokens: &[u32]) -> CResult<()> {
+    fn check_tokens(&self, tokens: &[u32]) -> Result<()> {
         let v = self.config.vocab_size;
         match tokens.iter().find(|&&id| id as usize >= v) {
-            Some(id) => bail!("token id {id} is outside the vocabulary ({v})"),
+            Some(id) => Err(invalid(format!(
+                "token id {id} is outside the vocabulary ({v})"
+            ))),
             None => Ok(()),
         }
     }
 
-    fn check_length(&self, len: usize) -> CResult<()> {
+    fn check_length(&self, len: usize) -> Result<()> {
         let max = self.config.context_length;
         match len > max {
-            true => bail!("sequence of {len} tokens exceeds the context length {max}"),
+            true => Err(invalid(format!(
+                "sequence of {len} tokens exceeds the context length {max}"
+            ))),
             false => Ok(()),
         }
     }
@@ -757,7 +761,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 /// A refused argument, as the crate's error (candle's message type: the crate has no variant
 /// for bad input, and these are misuses of the tensor API).
 fn invalid(msg: String) -> Error {
-    Error::Candle(candle_core::Error::Msg(msg))
+    Error::Input(msg)
 }
 
 fn three(parts: Vec<Tensor>) -> CResult<[Tensor; 3]> {
