@@ -138,12 +138,18 @@ impl TupleSet {
     pub fn reserve(&mut self, additional: usize) {
         let need = self.len + additional;
         if need * 4 > self.seeds.len() * 3 {
-            self.rehash(Self::with_capacity(need.max(self.len * 2)));
+            self.rehash(Self::with_capacity(need.max(self.grown())));
         }
     }
 
     fn grow(&mut self) {
-        self.rehash(Self::with_capacity(self.len * 2 + 1));
+        self.rehash(Self::with_capacity(self.grown()));
+    }
+
+    /// The capacity to grow to: up to ×8 while the table stays within 1M tuples (16 MB), where
+    /// rehashing often would cost as much as the inserts; ×2 beyond, where memory counts.
+    fn grown(&self) -> usize {
+        (self.len * 8).clamp(1024, (self.len * 2).max(1 << 20))
     }
 
     fn rehash(&mut self, mut bigger: TupleSet) {
