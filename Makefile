@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: help demo test lint fmt bench bench-model build model
+.PHONY: help demo test lint fmt bench bench-model build model eval radioactivity python test-python bench-python
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -14,6 +14,7 @@ test: lint ## Every test: fmt, clippy, unit, property, statistical, model end-to
 	@bash scripts/fetch-model.sh >/dev/null
 	TRACEMARK_CORPUS="$$(bash scripts/fetch-corpus.sh)" TRACEMARK_REQUIRE_MODEL=1 \
 	  $(CARGO) test --workspace --all-features
+	$(MAKE) test-python
 
 lint: ## cargo fmt --check and clippy with warnings as errors
 	$(CARGO) fmt --all --check
@@ -28,8 +29,33 @@ bench: ## Criterion benchmarks (hook, detector, sampler); see benches/README.md
 bench-model: model ## Tokens/s of the default model with and without the watermark, in one run
 	$(CARGO) run --release -q -p tracemark-model --example generation_bench
 
+# The default size runs candle's fast kernel so that it takes minutes, not most of an hour, on 2 cores;
+# `make eval EVAL_ARGS=` runs the exact kernel.
+EVAL_ARGS ?= --fast-matmul
+
+eval: model ## Evaluation report (power, quality, false positives, robustness) in target/eval-report; EVAL_SIZE=large for more
+	@TRACEMARK_CORPUS="$${TRACEMARK_CORPUS:-$$(bash scripts/fetch-corpus.sh)}" \
+	  $(CARGO) run --release -q -p tracemark-lab --bin eval -- --size "$${EVAL_SIZE:-default}" $(EVAL_ARGS)
+
+radioactivity: model ## Students trained on watermarked answers, audited (~10-20 min on 2 idle cores); RADIOACTIVITY_ARGS=--large for more
+	@TRACEMARK_CORPUS="$${TRACEMARK_CORPUS:-$$(bash scripts/fetch-corpus.sh)}" \
+	  $(CARGO) run --release -q -p tracemark-lab --bin radioactivity -- \
+	  --plot target/radioactivity/radioactivity.png $(RADIOACTIVITY_ARGS)
+
 model: ## Fetch the default model (SmolLM2-135M-Instruct GGUF) into the cache, checked by SHA-256
 	@bash scripts/fetch-model.sh
 
 build: ## Release build of the tracemark binary
 	$(CARGO) build --release -p verifier-cli
+
+python: ## Build and install the Python package (watermark-py) into watermark-py/.venv
+	@py="$$(bash scripts/python-venv.sh)" && $$py -m pip install --disable-pip-version-check -q --force-reinstall --no-deps ./watermark-py
+
+test-python: python ## pytest of the Python package: against the Rust CLI, and llama-cpp-python end to end
+	@bash scripts/fetch-model.sh >/dev/null
+	$(CARGO) build -p verifier-cli
+	TRACEMARK_BIN=target/debug/tracemark TRACEMARK_REQUIRE_MODEL=1 TRACEMARK_REQUIRE_LLAMA_CPP=1 \
+	  watermark-py/.venv/bin/python -m pytest -q watermark-py/tests
+
+bench-python: python ## Per-step cost of the Python hook against transformers' WatermarkLogitsProcessor
+	watermark-py/.venv/bin/python watermark-py/bench/bench_hook.py

@@ -1,4 +1,4 @@
-//! A 5×7 pixel font for printable ASCII and the few symbols our reports use (γ δ α ≤ ≥ × −).
+//! A 5×7 pixel font for printable ASCII and the few symbols our reports use (γ δ α ≤ ≥ × ≈ −).
 //!
 //! Built in so that a chart renders identically on any machine: no system fonts, no font
 //! rasterizer. Each glyph is seven rows of five bits, the most significant of the five being the
@@ -153,6 +153,7 @@ fn cell(c: char) -> [u8; 7] {
         '≤' => [0x02, 0x04, 0x08, 0x04, 0x02, 0x00, 0x1F],
         '≥' => [0x08, 0x04, 0x02, 0x04, 0x08, 0x00, 0x1F],
         '×' => [0x00, 0x11, 0x0A, 0x04, 0x0A, 0x11, 0x00],
+        '≈' => [0x00, 0x08, 0x15, 0x02, 0x08, 0x15, 0x02],
         '−' | '–' | '—' => ASCII[(u32::from(b'-') - 0x20) as usize],
         '\t' => ASCII[0],
         _ => MISSING,

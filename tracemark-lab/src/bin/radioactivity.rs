@@ -1,0 +1,543 @@
+//! `make radioactivity`: the proof that the distillation audit works, end to end.
+//!
+//! The default model, watermarked, is the teacher; n-gram students are trained on mixes where a
+//! fraction ρ of the answers is watermarked; each student is audited from its own answers to
+//! held-out prompts (closed model) and from its predictions over our watermarked answers
+//! (reading mode). Then the null checks: the ρ = 0 student and the untouched default model,
+//! each audited under many keys that each watermarked their own texts, must give uniform
+//! p-values. Teacher answers are cached in `target/radioactivity/`, so a rerun takes seconds.
+
+use std::cell::Cell;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use tracemark_lab::ngram::{Discount, NgramConfig, NgramModel};
+use tracemark_lab::radioactivity::prompts::{corpus_path, prompts_from_texts, read_corpus_texts};
+use tracemark_lab::radioactivity::teacher::{Progress, Teacher};
+use tracemark_lab::radioactivity::{
+    audit_outputs, audit_reading, experiment_key, student_answers, student_predictions,
+    train_student, watermarked_share, window_filter, NullCheck, Sample,
+};
+use tracemark_model::generate::GenerateOptions;
+use tracemark_model::llama::{set_threads, LoadOptions};
+use tracemark_model::reading::top1_predictions;
+use watermark_core::audit::{AuditOptions, AuditReport};
+use watermark_core::sampler::Sampling;
+use watermark_core::{GreenList, Scheme};
+
+/// Fractions of watermarked training answers, one student each.
+const RHOS: [f64; 5] = [0.0, 0.01, 0.05, 0.10, 1.0];
+
+#[derive(Parser, Debug)]
+#[command(about = "Radioactivity: do students trained on watermarked answers carry the watermark?")]
+struct Args {
+    /// Training prompts; the teacher answers each with and without the watermark.
+    #[arg(long, default_value_t = 1200)]
+    train: usize,
+    /// Held-out prompts each student answers (the closed-model audit).
+    #[arg(long, default_value_t = 400)]
+    held_out: usize,
+    /// Most tokens per answer (teacher and students).
+    #[arg(long, default_value_t = 96)]
+    max_tokens: usize,
+    /// Watermark bias δ of the teacher (γ = 0.25, window 2 over the previous tokens).
+    #[arg(long, default_value_t = 3.0)]
+    delta: f32,
+    /// n-gram order of the students.
+    #[arg(long, default_value_t = 3)]
+    order: usize,
+    /// Sampling temperature of the students' answers (at 1, a Kneser–Ney model spends much of
+    /// its mass on backed-off, context-free tokens that carry no watermark).
+    #[arg(long, default_value_t = 0.7)]
+    student_temperature: f64,
+    /// Keys of the null checks, each with its own watermarked teacher answers.
+    #[arg(long, default_value_t = 20)]
+    null_keys: usize,
+    /// Watermarked teacher answers per null key.
+    #[arg(long, default_value_t = 6)]
+    null_texts: usize,
+    /// CPU threads for the model.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Prompts the teacher answers at once.
+    #[arg(long, default_value_t = 8)]
+    batch_size: usize,
+    /// Run the teacher with exact Q8_0 kernels instead of the fast (VNNI) matmul: about 3x
+    /// slower, closer to the file's weights.
+    #[arg(long)]
+    exact: bool,
+    /// A larger run: 4x the training and held-out prompts, 50 null keys.
+    #[arg(long)]
+    large: bool,
+    /// Seed of the keys, the prompt order, the mixes and all sampling.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Teacher-answer cache.
+    #[arg(long, default_value = "target/radioactivity")]
+    cache: PathBuf,
+    /// Also draw log10 p against ρ to this PNG file.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+}
+
+/// One student's four audits.
+struct Row {
+    rho: f64,
+    watermarked_answers: usize,
+    training_tokens: usize,
+    closed: AuditReport,
+    closed_supervised: AuditReport,
+    reading: AuditReport,
+    reading_supervised: AuditReport,
+}
+
+fn main() -> Result<()> {
+    let mut args = Args::parse();
+    if args.large {
+        args.train *= 4;
+        args.held_out *= 4;
+        args.null_keys = args.null_keys.max(50);
+    }
+    let started = Instant::now();
+    set_threads(args.threads)?;
+
+    let model_path = tracemark_model::locate_default_model()?;
+    let corpus = corpus_path().context(
+        "human-text corpus not found: run scripts/fetch-corpus.sh and set TRACEMARK_CORPUS",
+    )?;
+    let texts = read_corpus_texts(&corpus)?;
+    let null_total = args.null_keys * args.null_texts;
+    let all_prompts =
+        prompts_from_texts(&texts, args.train + args.held_out + null_total, args.seed)?;
+    let (train_prompts, rest) = all_prompts.split_at(args.train);
+    let (held_out_prompts, null_prompts) = rest.split_at(args.held_out);
+
+    let load = LoadOptions {
+        fast_matmul: !args.exact,
+        ..LoadOptions::default()
+    };
+    let teacher = Teacher::load(&model_path, load, &args.cache)?;
+    let vocab = teacher.vocab_size();
+    let scheme = Scheme {
+        delta: args.delta,
+        ..Scheme::default()
+    };
+    let green = GreenList::new(&experiment_key(args.seed, 0), scheme.clone(), vocab)?;
+    let generate = GenerateOptions {
+        max_tokens: args.max_tokens,
+        min_tokens: 0,
+        sampling: Sampling::new(1.0, None, None)?,
+        seed: 0,
+        batch_size: args.batch_size,
+    };
+    let plain_generate = GenerateOptions {
+        seed: 1 << 32,
+        ..generate.clone()
+    };
+
+    println!(
+        "radioactivity: SmolLM2-135M-Instruct teacher (GGUF sha256 {}…), {}",
+        &teacher.model_sha256()[..12],
+        if args.exact {
+            "exact Q8_0 kernels".to_string()
+        } else {
+            "the real model run with candle's fast Q8_0 matmul (activations quantized per 256; about 3x faster)".to_string()
+        }
+    );
+    println!(
+        "watermark: {:?} window {}, γ = {}, δ = {}, key {}; teacher samples at T = 1, ≤ {} tokens",
+        scheme.seeding,
+        scheme.width,
+        scheme.gamma,
+        scheme.delta,
+        green.key_fingerprint(),
+        args.max_tokens
+    );
+    println!(
+        "prompts from {} ({} training, {} held out, {} for the null keys); {} threads",
+        corpus.canonicalize().unwrap_or(corpus.clone()).display(),
+        args.train,
+        args.held_out,
+        null_total,
+        args.threads
+    );
+
+    // The teacher. Progress goes to stderr; `fresh` sums the tokens generated (not read from
+    // the cache) and the seconds they took.
+    let gen_started = Instant::now();
+    let fresh = Cell::new((0usize, 0.0f64));
+    let progress = |label: String| {
+        let fresh = &fresh;
+        move |p: Progress| {
+            eprint!(
+                "\rteacher, {label}: {}/{} answers, {} new tokens at {:.0} tokens/s   ",
+                p.done,
+                p.total,
+                p.generated_tokens,
+                p.generated_tokens as f64 / p.seconds.max(1e-9)
+            );
+            if p.done == p.total {
+                eprintln!();
+                let (t, s) = fresh.get();
+                fresh.set((t + p.generated_tokens, s + p.seconds));
+            }
+        }
+    };
+    let wm = teacher.answers(
+        train_prompts,
+        Some(&green),
+        &generate,
+        progress("watermarked".into()),
+    )?;
+    let plain = teacher.answers(
+        train_prompts,
+        None,
+        &plain_generate,
+        progress("plain".into()),
+    )?;
+    let mut null_sets: Vec<(GreenList, Vec<Sample>)> = Vec::with_capacity(args.null_keys);
+    for (j, prompts) in null_prompts.chunks(args.null_texts.max(1)).enumerate() {
+        let g = GreenList::new(
+            &experiment_key(args.seed, 1 + j as u64),
+            scheme.clone(),
+            vocab,
+        )?;
+        let options = GenerateOptions {
+            seed: (2 << 32) + (j as u64) * 1000,
+            ..generate.clone()
+        };
+        let texts = teacher.answers(
+            prompts,
+            Some(&g),
+            &options,
+            progress(format!("null key {}", j + 1)),
+        )?;
+        null_sets.push((g, texts));
+    }
+    let generated: usize = wm
+        .iter()
+        .chain(&plain)
+        .chain(null_sets.iter().flat_map(|(_, t)| t))
+        .map(|s| s.response_ids.len())
+        .sum();
+    let generation_seconds = gen_started.elapsed().as_secs_f64();
+    let mean_green = mean_green_fraction(&green, &wm)?;
+    println!(
+        "teacher: {} answers ({} tokens; watermarked answers {:.1}% green) in {:.0} s",
+        2 * wm.len() + null_total,
+        generated,
+        100.0 * mean_green,
+        generation_seconds
+    );
+
+    // The students.
+    let stop = teacher.stop_ids().to_vec();
+    let held_out = teacher.encode(held_out_prompts)?;
+    let config = NgramConfig {
+        order: args.order,
+        discount: Discount::Modified,
+    };
+    let all_wm: Vec<&Sample> = wm.iter().collect();
+    let students_started = Instant::now();
+    let (mut train_seconds, mut sample_seconds, mut sampled_tokens) = (0.0, 0.0, 0usize);
+    let mut rows = Vec::new();
+    let mut innocent: Option<(NgramModel, Vec<Sample>)> = None;
+    for &rho in &RHOS {
+        let share = watermarked_share(wm.len(), rho, args.seed);
+        let training: Vec<&Sample> = share
+            .iter()
+            .enumerate()
+            .map(|(i, &m)| if m { &wm[i] } else { &plain[i] })
+            .collect();
+        let served: Vec<&Sample> = wm
+            .iter()
+            .zip(&share)
+            .filter_map(|(s, &m)| m.then_some(s))
+            .collect();
+        // With nothing served (ρ = 0), "supervised" uses our whole log of watermarked answers:
+        // none of it was trained on, so it is a null row like the others.
+        let ours: &[&Sample] = if served.is_empty() { &all_wm } else { &served };
+        let t = Instant::now();
+        let student = train_student(vocab, config, &training, stop.first().copied())?;
+        train_seconds += t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let answers = student_answers(
+            &student,
+            &held_out,
+            args.max_tokens,
+            args.student_temperature,
+            args.seed.wrapping_mul(1_000_003),
+            &stop,
+        )?;
+        sample_seconds += t.elapsed().as_secs_f64();
+        sampled_tokens += answers.iter().map(|a| a.response_ids.len()).sum::<usize>();
+        let options = AuditOptions::default();
+        let closed = audit_outputs(&green, &answers, None, &options)?;
+        let closed_supervised = audit_outputs(
+            &green,
+            &answers,
+            Some(window_filter(&green, ours)?),
+            &options,
+        )?;
+        let reading = audit_reading(
+            &green,
+            &all_wm,
+            &student_predictions(&student, &all_wm)?,
+            None,
+            &options,
+        )?;
+        let reading_supervised = audit_reading(
+            &green,
+            ours,
+            &student_predictions(&student, ours)?,
+            None,
+            &options,
+        )?;
+        rows.push(Row {
+            rho,
+            watermarked_answers: served.len(),
+            training_tokens: training
+                .iter()
+                .map(|s| s.prompt_ids.len() + s.response_ids.len() + 1)
+                .sum(),
+            closed,
+            closed_supervised,
+            reading,
+            reading_supervised,
+        });
+        if rho == 0.0 {
+            innocent = Some((student, answers));
+        }
+    }
+    let students_seconds = students_started.elapsed().as_secs_f64();
+    print_table(&rows, &args);
+    println!(
+        "students: {} trained in {:.2} s; {} answer tokens sampled in {:.2} s (one core)",
+        rows.len(),
+        train_seconds,
+        sampled_tokens,
+        sample_seconds
+    );
+
+    // The null checks.
+    let Some((student0, answers0)) = innocent else {
+        bail!("the ρ = 0 student is missing");
+    };
+    let null_started = Instant::now();
+    let on = AuditOptions::default();
+    let no_dedup = AuditOptions {
+        deduplicate: false,
+        ..AuditOptions::default()
+    };
+    let no_context = AuditOptions {
+        exclude_context: false,
+        ..AuditOptions::default()
+    };
+    let mut checks: Vec<(String, Vec<f64>)> = Vec::new();
+    let mut push = |name: &str, log10_p: f64| match checks.iter_mut().find(|(n, _)| n == name) {
+        Some((_, v)) => v.push(log10_p),
+        None => checks.push((name.to_string(), vec![log10_p])),
+    };
+    for (g, texts) in &null_sets {
+        let texts: Vec<&Sample> = texts.iter().collect();
+        let student_reads = student_predictions(&student0, &texts)?;
+        let mut model_reads = Vec::with_capacity(texts.len());
+        for s in &texts {
+            model_reads.push(top1_predictions(
+                teacher.generator().model(),
+                &s.prompt_ids,
+                &s.response_ids,
+            )?);
+        }
+        let l = |r: AuditReport| r.score.log10_p_value;
+        push(
+            "ρ=0 student, closed, unsupervised",
+            l(audit_outputs(g, &answers0, None, &on)?),
+        );
+        push(
+            "ρ=0 student, closed, filter: the key's texts",
+            l(audit_outputs(
+                g,
+                &answers0,
+                Some(window_filter(g, &texts)?),
+                &on,
+            )?),
+        );
+        push(
+            "ρ=0 student, reading the key's texts",
+            l(audit_reading(g, &texts, &student_reads, None, &on)?),
+        );
+        push(
+            "default model, reading the key's texts",
+            l(audit_reading(g, &texts, &model_reads, None, &on)?),
+        );
+        push(
+            "ρ=0 student, closed, dedup OFF",
+            l(audit_outputs(g, &answers0, None, &no_dedup)?),
+        );
+        push(
+            "default model, reading, dedup OFF",
+            l(audit_reading(g, &texts, &model_reads, None, &no_dedup)?),
+        );
+        push(
+            "default model, reading, context exclusion OFF",
+            l(audit_reading(g, &texts, &model_reads, None, &no_context)?),
+        );
+    }
+    println!();
+    println!(
+        "Null checks: {} keys, each with its own {} watermarked teacher answers (read under that key)",
+        null_sets.len(),
+        args.null_texts
+    );
+    println!(
+        "{:<50} {:>6} {:>5} {:>5} {:>18} {:>18} {:>8}  verdict",
+        "audit", "mean p", "KS p", "KS+ p", "p≤0.05 [95% CI]", "p≤0.01 [95% CI]", "min lg p"
+    );
+    for (name, log10_p) in &checks {
+        let c = NullCheck::from_log10_p(log10_p);
+        println!(
+            "{:<50} {:>6.3} {:>5.3} {:>5.3} {:>18} {:>18} {:>8.2}  {}",
+            name,
+            c.mean_p,
+            c.ks_p,
+            c.ks_excess_p,
+            format!(
+                "{}/{} [{:.2}, {:.2}]",
+                c.flagged_05, c.keys, c.ci_05.0, c.ci_05.1
+            ),
+            format!(
+                "{}/{} [{:.2}, {:.2}]",
+                c.flagged_01, c.keys, c.ci_01.0, c.ci_01.1
+            ),
+            c.min_log10_p,
+            c.verdict()
+        );
+    }
+    println!(
+        "KS p: two-sided test of uniformity; KS+ p: one-sided, against an excess of small p-values.\n\
+         verdict: FALSE+ when a rate's interval lies above its level or KS+ p < 0.01; conservative when\n\
+         only the two-sided test rejects (exact p-values of small counts run large: no false alarms)."
+    );
+    let null_seconds = null_started.elapsed().as_secs_f64();
+    println!();
+    println!(
+        "time: {:.1} min in all (teacher {:.1} min, {} tokens generated now at {:.0} tokens/s, the rest cached; students and audits {:.0} s; null checks {:.0} s); {} threads",
+        started.elapsed().as_secs_f64() / 60.0,
+        generation_seconds / 60.0,
+        fresh.get().0,
+        fresh.get().0 as f64 / fresh.get().1.max(1e-9),
+        students_seconds,
+        null_seconds,
+        args.threads
+    );
+
+    if let Some(path) = &args.plot {
+        plot(&rows, path)?;
+        println!("plot: {}", path.display());
+    }
+    Ok(())
+}
+
+/// Mean fraction of green tokens over the scored tokens of our watermarked answers.
+fn mean_green_fraction(green: &GreenList, answers: &[Sample]) -> Result<f64> {
+    let mut scored = 0u64;
+    let mut g = 0u64;
+    for s in answers {
+        let d = watermark_core::detect::detect(
+            green,
+            &s.prompt_ids,
+            &s.response_ids,
+            &watermark_core::detect::DetectOptions::default(),
+        );
+        if let Ok(d) = d {
+            scored += d.score.scored;
+            g += d.score.green;
+        }
+    }
+    Ok(g as f64 / scored.max(1) as f64)
+}
+
+fn cell(r: &AuditReport) -> String {
+    format!("{:>8.1} {:>7}", r.score.log10_p_value, r.score.scored)
+}
+
+fn print_table(rows: &[Row], args: &Args) {
+    println!();
+    println!(
+        "Students: {}-gram Kneser–Ney on {} answers each (prompt + answer), answering {} held-out prompts at T = {}",
+        args.order, args.train, args.held_out, args.student_temperature
+    );
+    println!(
+        "{:>5} {:>6} {:>8} | {:^16} | {:^16} | {:^16} | {:^16}",
+        "ρ", "wm", "train", "closed", "closed, superv.", "reading", "reading, superv."
+    );
+    println!(
+        "{:>5} {:>6} {:>8} | {:>8} {:>7} | {:>8} {:>7} | {:>8} {:>7} | {:>8} {:>7}",
+        "",
+        "answ.",
+        "tokens",
+        "log10 p",
+        "scored",
+        "log10 p",
+        "scored",
+        "log10 p",
+        "scored",
+        "log10 p",
+        "scored"
+    );
+    for r in rows {
+        println!(
+            "{:>4}% {:>6} {:>8} | {} | {} | {} | {}",
+            r.rho * 100.0,
+            r.watermarked_answers,
+            r.training_tokens,
+            cell(&r.closed),
+            cell(&r.closed_supervised),
+            cell(&r.reading),
+            cell(&r.reading_supervised)
+        );
+    }
+    println!(
+        "closed: the student's answers to the held-out prompts; supervised: only tokens whose window occurs in\n\
+         the watermarked answers it was served (ρ = 0: all of ours, none trained on); reading: its top-1\n\
+         predictions over all our watermarked answers (supervised: only those it was served). Flagged at\n\
+         log10 p ≤ -6. Every audit scores each (window, token) once and skips windows seen in the context."
+    );
+}
+
+/// −log10 p against ρ, both on log axes (ρ = 0 cannot be drawn there; the table has it).
+fn plot(rows: &[Row], path: &std::path::Path) -> Result<()> {
+    use tracemark_plot::{Chart, ReferenceLine, Scale, Series};
+    let series = |name: &str, f: &dyn Fn(&Row) -> f64| {
+        Series::line_points(
+            name,
+            rows.iter()
+                .filter(|r| r.rho > 0.0)
+                .map(|r| (r.rho * 100.0, -f(r)))
+                .filter(|&(_, y)| y > 0.0)
+                .collect(),
+        )
+    };
+    let mut chart = Chart::new(
+        "Radioactivity of n-gram students",
+        "watermarked share of training answers (%)",
+        "-log10 p",
+    )
+    .with_series(series("closed", &|r| r.closed.score.log10_p_value))
+    .with_series(series("closed, filter", &|r| {
+        r.closed_supervised.score.log10_p_value
+    }))
+    .with_series(series("reading", &|r| r.reading.score.log10_p_value))
+    .with_series(series("reading, served", &|r| {
+        r.reading_supervised.score.log10_p_value
+    }))
+    .with_reference(ReferenceLine::horizontal(6.0, "FPR 1e-6"));
+    chart.x.scale = Scale::Log10;
+    chart.y.scale = Scale::Log10;
+    let png = chart.render_png(800, 500)?;
+    std::fs::write(path, png).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}

@@ -1,0 +1,54 @@
+//! Markdown helpers for the report.
+
+use std::fmt::Write as _;
+
+/// A Markdown table.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "| {} |", headers.join(" | "));
+    let _ = writeln!(
+        out,
+        "|{}|",
+        headers.iter().map(|_| "---").collect::<Vec<_>>().join("|")
+    );
+    for r in rows {
+        let _ = writeln!(out, "| {} |", r.join(" | "));
+    }
+    out
+}
+
+/// A rate as a percentage with one decimal ("—" when there was nothing to count).
+pub fn pct(rate: f64) -> String {
+    if rate.is_nan() {
+        "—".into()
+    } else {
+        format!("{:.1}%", 100.0 * rate)
+    }
+}
+
+/// A number with `d` decimals ("—" for NaN).
+pub fn num(x: f64, d: usize) -> String {
+    if x.is_nan() {
+        "—".into()
+    } else {
+        format!("{x:.d$}")
+    }
+}
+
+/// A rate as "k/n".
+pub fn frac(k: usize, n: usize) -> String {
+    format!("{k}/{n}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_have_a_rule_under_the_header() {
+        let t = table(&["a", "b"], &[vec!["1".into(), "2".into()]]);
+        assert_eq!(t, "| a | b |\n|---|---|\n| 1 | 2 |\n");
+        assert_eq!(pct(0.1234), "12.3%");
+        assert_eq!(num(f64::NAN, 2), "—");
+    }
+}

@@ -1,0 +1,7 @@
+//! Experiments that produce tracemark's evidence: the evaluation report and the radioactivity
+//! experiment. Each module is one experiment (or a piece one of them needs); the binaries in
+//! `src/bin/` run them.
+
+pub mod eval;
+pub mod ngram;
+pub mod radioactivity;

@@ -1,0 +1,107 @@
+"""Engine adapters: lazy imports, and the same rows as `Watermark.apply`."""
+
+import enum
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+import tracemark
+from tracemark.adapters.llama_cpp import LlamaCppWatermark
+
+
+def test_importing_the_package_and_adapters_imports_no_engine():
+    code = (
+        "import sys, tracemark, tracemark.adapters.llama_cpp, tracemark.adapters.transformers, tracemark.adapters.vllm\n"
+        "heavy = [m for m in ('llama_cpp', 'torch', 'transformers', 'vllm', 'pyarrow') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_llama_cpp_processor_biases_in_place(small_profile):
+    wm = tracemark.Watermark.from_profile(small_profile)
+    proc = LlamaCppWatermark(wm)
+    rng = np.random.default_rng(5)
+    input_ids = rng.integers(0, 1000, size=300).astype(np.intc)
+    scores = rng.normal(size=1000).astype(np.single)
+    want = wm.applied(scores, input_ids.tolist())
+    out = proc(input_ids, scores)
+    assert out is scores and out.tobytes() == want.tobytes()
+
+
+class Move(enum.Enum):  # stands in for vllm's MoveDirectionality
+    UNIDIRECTIONAL = 0
+    SWAP = 1
+
+
+def _update(removed=(), added=(), moved=(), batch_size=0):
+    return SimpleNamespace(removed=list(removed), added=list(added), moved=list(moved), batch_size=batch_size)
+
+
+def test_vllm_processor_follows_the_persistent_batch(small_profile, monkeypatch):
+    from tracemark.adapters import vllm as adapter
+
+    monkeypatch.setenv(adapter.PROFILE_ENV, str(small_profile))
+    cls = adapter.WatermarkLogitsProcessor
+    proc = cls(None, "cpu", False)
+    wm = proc.watermark
+    assert proc.is_argmax_invariant() is False
+    on = SimpleNamespace(extra_args=None)
+    off = SimpleNamespace(extra_args={"tracemark": False})
+    cls.validate_params(on)
+    with pytest.raises(ValueError):
+        cls.validate_params(SimpleNamespace(extra_args={"tracemark": "yes"}))
+    out0, out1, out2 = [5, 6, 7], [8], []
+    prompt2 = [40, 41, 42]
+    proc.update_state(_update(added=[(0, on, [1, 2], out0), (1, off, [3, 4], out1), (2, on, prompt2, out2)], batch_size=3))
+    rng = np.random.default_rng(9)
+
+    def check(logits, expected_contexts):
+        want = logits.copy()
+        for row, ctx in expected_contexts.items():
+            wm.apply(want[row], ctx)
+        got = proc.apply(logits)
+        assert got.tobytes() == want.tobytes()
+
+    check(rng.normal(size=(3, 1000)).astype(np.float32), {0: out0, 2: prompt2})
+    out2.append(9)  # the engine appends to the live output list
+    check(rng.normal(size=(3, 1000)).astype(np.float32), {0: out0, 2: [42, 9]})
+    proc.update_state(None)
+    # Swap rows 0 and 2, then move row 0 (ex-2) to row 1 (replacing the opted-out request).
+    proc.update_state(_update(moved=[(0, 2, Move.SWAP)]))
+    check(rng.normal(size=(3, 1000)).astype(np.float32), {2: out0, 0: [42, 9]})
+    proc.update_state(_update(moved=[(0, 1, Move.UNIDIRECTIONAL)]))
+    check(rng.normal(size=(3, 1000)).astype(np.float32), {2: out0, 1: [42, 9]})
+    proc.update_state(_update(removed=[2]))
+    check(rng.normal(size=(2, 1000)).astype(np.float32), {1: [42, 9]})
+
+
+def test_vllm_processor_needs_a_profile(monkeypatch):
+    from tracemark.adapters import vllm as adapter
+
+    monkeypatch.delenv(adapter.PROFILE_ENV, raising=False)
+    with pytest.raises(tracemark.ProfileError, match=adapter.PROFILE_ENV):
+        adapter.WatermarkLogitsProcessor(None, "cpu", False)
+
+
+def test_transformers_processor(small_profile):
+    torch = pytest.importorskip("torch")
+    from tracemark.adapters.transformers import TracemarkLogitsProcessor
+
+    wm = tracemark.Watermark.from_profile(small_profile)
+    proc = TracemarkLogitsProcessor(wm)
+    gen = torch.Generator().manual_seed(0)
+    input_ids = torch.randint(0, 1000, (4, 17), generator=gen)
+    scores = torch.randn(4, 1000, generator=gen)
+    want = wm.applied(scores.numpy(), input_ids.numpy())
+    got = proc(input_ids, scores.clone())
+    assert np.array_equal(got.numpy(), want)
+    # Other dtypes take the CPU float32 round trip and come back in their own dtype.
+    low = scores.to(torch.bfloat16)
+    half = proc(input_ids, low.clone())
+    assert half.dtype == torch.bfloat16
+    want_low = wm.applied(low.float().numpy(), input_ids.numpy())
+    assert torch.equal(half, torch.from_numpy(want_low).to(torch.bfloat16))

@@ -1,0 +1,68 @@
+"""The distillation audit from Python reports what `tracemark audit --json` reports."""
+
+import numpy as np
+import pytest
+
+import tracemark
+from conftest import run_cli
+from test_detect import _docs
+
+CLI_ONLY = ("mode", "supervised", "seconds")
+
+
+def _cli_audit(cli, profile, tmp_path, suspect, *extra):
+    import json
+
+    if run_cli(cli, "audit", "--help", check=False).returncode != 0:
+        pytest.skip("this tracemark CLI has no `audit` command")
+    path = tmp_path / "suspect.jsonl"
+    path.write_text("".join(json.dumps(d) + "\n" for d in suspect))
+    out = run_cli(cli, "audit", "--profile", str(profile), "--suspect", str(path), "--json", *extra).stdout
+    report = json.loads(out)
+    return {k: v for k, v in report.items() if k not in CLI_ONLY}
+
+
+def test_closed_model_audit_matches_the_cli(cli, small_profile, tmp_path):
+    wm = tracemark.Watermark.from_profile(small_profile)
+    docs = _docs(wm)
+    suspect = docs + [docs[0]]  # a suspect repeating itself: its tuples count once
+    audit = tracemark.Audit(wm)
+    audit.add_output(suspect[0]["tokens"], suspect[0]["prompt_tokens"])
+    audit.add_outputs([d["tokens"] for d in suspect[1:]], [d.get("prompt_tokens") for d in suspect[1:]])
+    report = audit.report()
+    assert report == _cli_audit(cli, small_profile, tmp_path, suspect)
+    assert report["skipped"]["repeated"] >= len(docs[0]["tokens"]) - 2
+    score = audit.score()
+    assert (score.scored, score.green) == (report["scored"], report["green"])
+    assert audit.curve()[-1]["scored"] == report["scored"]
+
+
+def test_supervised_audit_scores_only_our_windows(cli, small_profile, tmp_path):
+    wm = tracemark.Watermark.from_profile(small_profile)
+    docs = _docs(wm)
+    ours = tracemark.WindowFilter(wm)
+    ours.add_text(docs[0]["tokens"], docs[0]["prompt_tokens"])
+    assert len(ours) > 0
+    audit = tracemark.Audit(wm, filter=ours)
+    audit.add_outputs([d["tokens"] for d in docs[1:]])
+    report = audit.report()
+    assert report["filter_windows"] == len(ours)
+    assert report["skipped"]["not_in_filter"] > 0
+    import json
+
+    (tmp_path / "ours.jsonl").write_text(json.dumps({"prompt_tokens": docs[0]["prompt_tokens"], "tokens": docs[0]["tokens"]}) + "\n")
+    want = _cli_audit(cli, small_profile, tmp_path, [{"tokens": d["tokens"]} for d in docs[1:]], "--filter", str(tmp_path / "ours.jsonl"))
+    assert report == want
+
+
+def test_reading_mode_and_bad_input(small_profile):
+    wm = tracemark.Watermark.from_profile(small_profile)
+    rng = np.random.default_rng(2)
+    text = rng.integers(0, 1000, size=200)
+    audit = tracemark.Audit(wm, fpr=1e-3)
+    audit.add_reading(text, text)  # a suspect that predicts our text exactly
+    assert audit.report()["documents"] == 1
+    with pytest.raises(tracemark.InputError, match="predictions"):
+        audit.add_reading(text, text[:-1])
+    with pytest.raises(tracemark.InputError, match="false-positive rate"):
+        tracemark.Audit(wm, fpr=2.0)
