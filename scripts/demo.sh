@@ -12,7 +12,7 @@ bash scripts/fetch-model.sh
 
 say "2. building the tracemark verifier (release)"
 cargo build --release --quiet -p verifier-cli
-bin=target/release/tracemark
+bin="${CARGO_TARGET_DIR:-target}/release/tracemark"
 
 work="${TRACEMARK_DEMO_DIR:-$(mktemp -d -t tracemark-demo.XXXXXX)}"
 mkdir -p "$work"
