@@ -330,17 +330,9 @@ fn check_tokens(green: &GreenList, parts: &[&[u32]]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::detect::tests::green;
     use crate::detect::{detect_in_corpus, DetectOptions};
     use crate::{Scheme, SecretKey, Seeding};
-
-    fn green(seeding: Seeding, width: usize) -> GreenList {
-        let scheme = Scheme {
-            seeding,
-            width,
-            ..Scheme::default()
-        };
-        GreenList::new(&SecretKey::from_bytes([5; 32]), scheme, 1000).unwrap()
-    }
 
     fn pseudo_text(seed: u64, n: usize) -> Vec<u32> {
         let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;

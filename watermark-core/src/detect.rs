@@ -497,11 +497,12 @@ impl Hasher for TupleHasher {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::{Scheme, SecretKey, Seeding};
 
-    fn green(seeding: Seeding, width: usize) -> GreenList {
+    /// A green list over 1000 tokens; shared with the audit's tests.
+    pub(crate) fn green(seeding: Seeding, width: usize) -> GreenList {
         let scheme = Scheme {
             seeding,
             width,
