@@ -37,7 +37,7 @@ eval: model ## Evaluation report (power, quality, false positives, robustness) i
 	@TRACEMARK_CORPUS="$${TRACEMARK_CORPUS:-$$(bash scripts/fetch-corpus.sh)}" \
 	  $(CARGO) run --release -q -p tracemark-lab --bin eval -- --size "$${EVAL_SIZE:-default}" $(EVAL_ARGS)
 
-radioactivity: model ## Students trained on watermarked answers, audited (~10-20 min on 2 idle cores); RADIOACTIVITY_ARGS=--large for more
+radioactivity: model ## Students trained on watermarked answers, audited (~30 min on 2 cores, seconds once cached); RADIOACTIVITY_ARGS=--large for more
 	@TRACEMARK_CORPUS="$${TRACEMARK_CORPUS:-$$(bash scripts/fetch-corpus.sh)}" \
 	  $(CARGO) run --release -q -p tracemark-lab --bin radioactivity -- \
 	  --plot target/radioactivity/radioactivity.png $(RADIOACTIVITY_ARGS)
