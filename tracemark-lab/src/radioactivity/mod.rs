@@ -163,6 +163,19 @@ pub fn window_filter(green: &GreenList, ours: &[&Sample]) -> Result<WindowFilter
     Ok(filter)
 }
 
+/// An empty audit under `green`, supervised when `filter` is given.
+fn new_audit(
+    green: &GreenList,
+    filter: Option<WindowFilter>,
+    options: &AuditOptions,
+) -> Result<Audit> {
+    let audit = Audit::new(green.clone(), options.clone())?;
+    Ok(match filter {
+        Some(f) => audit.with_filter(f)?,
+        None => audit,
+    })
+}
+
 /// Closed-model audit of a suspect's outputs; supervised when `filter` is given.
 pub fn audit_outputs(
     green: &GreenList,
@@ -170,10 +183,7 @@ pub fn audit_outputs(
     filter: Option<WindowFilter>,
     options: &AuditOptions,
 ) -> Result<AuditReport> {
-    let mut audit = Audit::new(green.clone(), options.clone())?;
-    if let Some(f) = filter {
-        audit = audit.with_filter(f)?;
-    }
+    let mut audit = new_audit(green, filter, options)?;
     for s in outputs {
         audit.add_output(&s.prompt_ids, &s.response_ids)?;
     }
@@ -189,10 +199,7 @@ pub fn audit_reading(
     filter: Option<WindowFilter>,
     options: &AuditOptions,
 ) -> Result<AuditReport> {
-    let mut audit = Audit::new(green.clone(), options.clone())?;
-    if let Some(f) = filter {
-        audit = audit.with_filter(f)?;
-    }
+    let mut audit = new_audit(green, filter, options)?;
     for (s, p) in texts.iter().zip(predictions) {
         audit.add_reading(&s.prompt_ids, &s.response_ids, p)?;
     }
