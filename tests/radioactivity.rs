@@ -20,10 +20,11 @@ use std::sync::OnceLock;
 
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use tracemark_lab::keys::Experiment;
 use tracemark_lab::ngram::{NgramConfig, NgramModel};
 use tracemark_lab::radioactivity::{
-    audit_outputs, audit_reading, experiment_key, student_answers, student_predictions,
-    train_student, window_filter, NullCheck, Sample,
+    audit_outputs, audit_reading, student_answers, student_predictions, train_student,
+    window_filter, NullCheck, Sample,
 };
 use watermark_core::audit::AuditOptions;
 use watermark_core::stats;
@@ -44,7 +45,7 @@ fn scheme() -> Scheme {
 }
 
 fn green(index: u64) -> GreenList {
-    GreenList::new(&experiment_key(99, index), scheme(), VOCAB).unwrap()
+    GreenList::new(&Experiment::Radioactivity.key(99, index), scheme(), VOCAB).unwrap()
 }
 
 /// The teacher's next-token distribution after each previous token (it is a bigram model),
