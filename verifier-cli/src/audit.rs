@@ -13,7 +13,7 @@ use serde_json::Value;
 use watermark_core::audit::{Audit, AuditOptions, AuditReport, CurvePoint, WindowFilter};
 use watermark_core::profile::Profile;
 use watermark_core::text::TextTokenizer;
-use watermark_core::{Error, GreenList, SPEC_VERSION};
+use watermark_core::{Error, Fpr, GreenList, SPEC_VERSION};
 
 use crate::cli::{AuditArgs, EXIT_WATERMARKED};
 use crate::detect::{fixed, format_fpr, format_p, load_tokenizer};
@@ -83,7 +83,7 @@ pub fn run(args: &AuditArgs, out: &mut impl Write) -> Result<u8> {
     let profile = Profile::load(&args.profile)?;
     let green = profile.green_list()?;
     let options = AuditOptions {
-        fpr: args.fpr.unwrap_or(profile.fpr),
+        fpr: Fpr::new(args.fpr.unwrap_or(profile.fpr.get()))?,
         ..AuditOptions::default()
     };
     let mut encoder = Encoder {
@@ -324,7 +324,7 @@ fn draw_curve(path: &Path, curve: &[CurvePoint], report: &AuditReport) -> Result
     .with_series(Series::line("pooled test", points))
     .with_reference(ReferenceLine::horizontal(
         report.fpr.log10(),
-        format!("FPR {}", format_fpr(report.fpr)),
+        format!("FPR {}", format_fpr(report.fpr.get())),
     ));
     chart
         .save_png(path, 900, 560)
@@ -379,7 +379,7 @@ fn print_report(
     writeln!(
         out,
         "{verdict} at FPR {} (key {}, spec {SPEC_VERSION})",
-        format_fpr(report.fpr),
+        format_fpr(report.fpr.get()),
         report.key_fingerprint
     )?;
     Ok(())

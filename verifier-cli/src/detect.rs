@@ -13,7 +13,7 @@ use serde_json::Value;
 use watermark_core::detect::{detect, DetectOptions, Detection, TokenStatus};
 use watermark_core::profile::Profile;
 use watermark_core::text::TextTokenizer;
-use watermark_core::{Error, SPEC_VERSION};
+use watermark_core::{Error, Fpr, SPEC_VERSION};
 
 use crate::cli::{DetectArgs, EXIT_WATERMARKED};
 
@@ -77,15 +77,16 @@ impl Scored {
 pub fn run(args: &DetectArgs, out: &mut impl Write) -> Result<u8> {
     let profile = Profile::load(&args.profile)?;
     let green = profile.green_list()?;
+    let fpr = args.fpr.unwrap_or(profile.fpr.get());
+    if !(fpr > 0.0 && fpr < 1.0) {
+        bail!("false-positive rate {} must lie in (0, 1)", fpr);
+    }
     let options = DetectOptions {
-        fpr: args.fpr.unwrap_or(profile.fpr),
+        fpr: Fpr::new(fpr)?,
         windowed: args.windowed,
         per_token: args.tokens,
         deduplicate: true,
     };
-    if !(options.fpr > 0.0 && options.fpr < 1.0) {
-        bail!("false-positive rate {} must lie in (0, 1)", options.fpr);
-    }
 
     let documents = read_documents(args)?;
     let tokenizer = if documents.iter().any(Document::needs_tokenizer) {
@@ -159,7 +160,7 @@ pub fn run(args: &DetectArgs, out: &mut impl Write) -> Result<u8> {
             } else {
                 "documents"
             },
-            format_fpr(options.fpr),
+            format_fpr(options.fpr.get()),
             green.key_fingerprint(),
         )?;
     }

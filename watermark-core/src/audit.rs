@@ -17,8 +17,9 @@
 use serde::Serialize;
 
 use crate::dedup::TupleSet;
-use crate::detect::{classify, seed_at, Rules, Score, TokenStatus, DEFAULT_FPR};
+use crate::detect::{classify, seed_at, Rules, Score, TokenStatus};
 use crate::error::{Error, Result};
+use crate::fpr::Fpr;
 use crate::green::{GreenList, SPEC_VERSION};
 
 /// The rules of an audit. Only tests and demonstrations turn a rule off: without either, the
@@ -26,7 +27,7 @@ use crate::green::{GreenList, SPEC_VERSION};
 #[derive(Clone, Debug, PartialEq)]
 pub struct AuditOptions {
     /// False-positive rate at which `watermarked` is decided.
-    pub fpr: f64,
+    pub fpr: Fpr,
     /// Score each (seed, token) tuple once across the whole audit.
     pub deduplicate: bool,
     /// Leave out tokens whose window occurs in what the suspect read before them.
@@ -36,7 +37,7 @@ pub struct AuditOptions {
 impl Default for AuditOptions {
     fn default() -> Self {
         AuditOptions {
-            fpr: DEFAULT_FPR,
+            fpr: Fpr::DEFAULT,
             deduplicate: true,
             exclude_context: true,
         }
@@ -142,7 +143,7 @@ pub struct AuditReport {
     #[serde(flatten)]
     pub score: Score,
     /// The false-positive rate of the verdict.
-    pub fpr: f64,
+    pub fpr: Fpr,
     /// Verdict of the pooled test at `fpr`.
     pub watermarked: bool,
     /// Tokens left out, by reason.
@@ -173,12 +174,6 @@ pub struct Audit {
 impl Audit {
     /// An empty audit under `green`'s key and scheme.
     pub fn new(green: GreenList, options: AuditOptions) -> Result<Self> {
-        if !(options.fpr > 0.0 && options.fpr < 1.0) {
-            return Err(Error::InvalidParameter(format!(
-                "false-positive rate {} must lie in (0, 1)",
-                options.fpr
-            )));
-        }
         Ok(Audit {
             green,
             options,
@@ -286,7 +281,7 @@ impl Audit {
             key_fingerprint: self.green.key_fingerprint().to_string(),
             documents: self.documents,
             tokens: self.tokens,
-            watermarked: score.is_significant(self.options.fpr),
+            watermarked: score.is_significant(self.options.fpr.get()),
             score,
             fpr: self.options.fpr,
             skipped: self.skipped,
@@ -473,10 +468,5 @@ mod tests {
             Err(Error::TokenOutOfVocabulary { .. })
         ));
         assert_eq!(audit.report().documents, 0);
-        let bad = AuditOptions {
-            fpr: 1.0,
-            ..AuditOptions::default()
-        };
-        assert!(Audit::new(g, bad).is_err());
     }
 }

@@ -16,12 +16,12 @@ use serde::Serialize;
 
 use crate::dedup::TupleSet;
 use crate::error::{Error, Result};
+use crate::fpr::Fpr;
 use crate::green::{GreenList, Seeding, SPEC_VERSION};
 use crate::prf::LANES;
 use crate::stats;
 
-/// Default false-positive rate of the verdict: one wrongly flagged text in a million.
-pub const DEFAULT_FPR: f64 = 1e-6;
+pub use crate::fpr::DEFAULT_FPR;
 
 /// Smallest window, in scored tokens, that windowed detection tries.
 pub const MIN_WINDOW: usize = 32;
@@ -30,7 +30,7 @@ pub const MIN_WINDOW: usize = 32;
 #[derive(Clone, Debug, PartialEq)]
 pub struct DetectOptions {
     /// False-positive rate at which `watermarked` is decided.
-    pub fpr: f64,
+    pub fpr: Fpr,
     /// Score each (seed, token) tuple once. Turning this off invalidates the p-value on any text
     /// with repeated phrases; it exists to demonstrate that.
     pub deduplicate: bool,
@@ -43,23 +43,11 @@ pub struct DetectOptions {
 impl Default for DetectOptions {
     fn default() -> Self {
         DetectOptions {
-            fpr: DEFAULT_FPR,
+            fpr: Fpr::DEFAULT,
             deduplicate: true,
             windowed: false,
             per_token: false,
         }
-    }
-}
-
-impl DetectOptions {
-    fn validate(&self) -> Result<()> {
-        if !(self.fpr > 0.0 && self.fpr < 1.0) {
-            return Err(Error::InvalidParameter(format!(
-                "false-positive rate {} must lie in (0, 1)",
-                self.fpr
-            )));
-        }
-        Ok(())
     }
 }
 
@@ -174,7 +162,7 @@ pub struct Detection {
     #[serde(flatten)]
     pub score: Score,
     /// The false-positive rate of the verdict.
-    pub fpr: f64,
+    pub fpr: Fpr,
     /// Verdict of the plain test at `fpr`.
     pub watermarked: bool,
     /// Tokens left out, by reason.
@@ -221,7 +209,6 @@ fn detect_with(
     options: &DetectOptions,
     seen: &mut TupleSet,
 ) -> Result<Detection> {
-    options.validate()?;
     if tokens.is_empty() {
         return Err(Error::EmptyInput("no tokens to score".into()));
     }
@@ -267,7 +254,7 @@ fn detect_with(
         spec: SPEC_VERSION,
         key_fingerprint: green.key_fingerprint().to_string(),
         tokens: tokens.len() as u64,
-        watermarked: score.is_significant(options.fpr),
+        watermarked: score.is_significant(options.fpr.get()),
         score,
         fpr: options.fpr,
         ignored,
@@ -426,7 +413,7 @@ fn position(prompt: &[u32], tokens: &[u32], p: usize) -> u32 {
 }
 
 /// The windowed search over the scored tokens (see [`Windowed`]).
-fn best_window(marks: &[(usize, bool)], n_tokens: usize, gamma: f64, fpr: f64) -> Windowed {
+fn best_window(marks: &[(usize, bool)], n_tokens: usize, gamma: f64, fpr: Fpr) -> Windowed {
     let n = marks.len();
     let mut prefix = Vec::with_capacity(n + 1);
     prefix.push(0u64);
@@ -560,8 +547,6 @@ pub(crate) mod tests {
             detect(&g, &[], &[1, 1000], &opts),
             Err(Error::TokenOutOfVocabulary { .. })
         ));
-        let bad = DetectOptions { fpr: 0.0, ..opts };
-        assert!(detect(&g, &[], &[1, 2, 3], &bad).is_err());
     }
 
     #[test]

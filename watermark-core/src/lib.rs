@@ -40,10 +40,12 @@ pub mod candle_hook;
 pub mod dedup;
 pub mod detect;
 pub mod error;
+mod fpr;
 pub mod green;
 pub mod hook;
 pub mod key;
 mod prf;
+#[cfg(feature = "profile")]
 pub mod profile;
 pub mod sampler;
 pub mod stats;
@@ -52,8 +54,11 @@ pub mod synthetic;
 pub mod text;
 
 pub use error::{Error, Result};
+pub use fpr::{Fpr, DEFAULT_FPR};
 pub use green::{Decision, GreenList, Scheme, Seeding, SPEC_VERSION};
 pub use key::SecretKey;
+#[cfg(feature = "profile")]
+pub use profile::{Profile, ProfileSession};
 
 /// The README's Rust examples, compiled and run as doctests so they cannot rot.
 #[cfg(doctest)]

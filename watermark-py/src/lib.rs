@@ -21,7 +21,9 @@ use watermark_core::detect::{
 use watermark_core::hook::{apply_watermark, apply_watermark_batch};
 use watermark_core::profile::Profile as CoreProfile;
 use watermark_core::text::TextTokenizer;
-use watermark_core::{Error, GreenList, Scheme as CoreScheme, SecretKey, Seeding, SPEC_VERSION};
+use watermark_core::{
+    Error, Fpr, GreenList, Scheme as CoreScheme, SecretKey, Seeding, SPEC_VERSION,
+};
 
 pyo3::create_exception!(
     tracemark,
@@ -55,6 +57,8 @@ fn py_err(e: Error) -> PyErr {
         | Error::KeyMismatch { .. }
         | Error::TokenizerMismatch { .. }
         | Error::NoTokenizer
+        | Error::NoTokenizerPath
+        | Error::File { .. }
         | Error::Tokenizer { .. } => ProfileError::new_err(message),
         _ => InputError::new_err(message),
     }
@@ -336,7 +340,7 @@ impl Profile {
 
     #[getter]
     fn fpr(&self) -> f64 {
-        self.inner.fpr
+        self.inner.fpr.get()
     }
 
     #[getter]
@@ -360,7 +364,7 @@ impl Profile {
         let green = py.detach(|| core(inner.green_list()))?;
         Ok(Watermark {
             green,
-            fpr: inner.fpr,
+            fpr: inner.fpr.get(),
             profile: Some(inner.clone()),
             tokenizer: OnceLock::new(),
         })
@@ -578,7 +582,7 @@ impl Detection {
     }
     #[getter]
     fn fpr(&self) -> f64 {
-        self.0.fpr
+        self.0.fpr.get()
     }
     #[getter]
     fn watermarked(&self) -> bool {
@@ -666,13 +670,18 @@ struct Watermark {
 }
 
 impl Watermark {
-    fn options(&self, fpr: Option<f64>, windowed: bool, per_token: bool) -> DetectOptions {
-        DetectOptions {
-            fpr: fpr.unwrap_or(self.fpr),
+    fn options(
+        &self,
+        fpr: Option<f64>,
+        windowed: bool,
+        per_token: bool,
+    ) -> PyResult<DetectOptions> {
+        Ok(DetectOptions {
+            fpr: core(Fpr::new(fpr.unwrap_or(self.fpr)))?,
             deduplicate: true,
             windowed,
             per_token,
-        }
+        })
     }
 
     fn tokenizer(&self, py: Python<'_>) -> PyResult<&TextTokenizer> {
@@ -833,7 +842,7 @@ impl Watermark {
     ) -> PyResult<Detection> {
         let tokens = token_ids(tokens, None)?;
         let prompt = prompt.map(|p| token_ids(p, None)).transpose()?;
-        let options = self.options(fpr, windowed, per_token);
+        let options = self.options(fpr, windowed, per_token)?;
         let green = &self.green;
         py.detach(|| {
             core(detect(
@@ -858,7 +867,6 @@ impl Watermark {
         per_token: bool,
     ) -> PyResult<Detection> {
         let tokenizer = self.tokenizer(py)?;
-        let options = self.options(fpr, windowed, per_token);
         let green = &self.green;
         py.detach(|| {
             let ids = core(tokenizer.encode(&text))?;
@@ -867,6 +875,7 @@ impl Watermark {
                 Some(p) if !p.trim().is_empty() => core(tokenizer.encode(p))?,
                 _ => Vec::new(),
             };
+            let options = self.options(fpr, windowed, per_token)?;
             core(detect(green, &prompt, &ids, &options))
         })
         .map(Detection)
@@ -977,11 +986,14 @@ impl Watermark {
                 ))));
             }
         }
-        let options = self.options(fpr, false, false);
         let green = &self.green;
         let empty: Vec<u32> = Vec::new();
         let prompt_of = |i: usize| prompts.as_ref().map_or(&empty, |p| &p[i]);
         let run = |set: Option<&mut CoreTupleSet>| -> PyResult<Vec<Detection>> {
+            if docs.is_empty() {
+                return Ok(Vec::new());
+            }
+            let options = self.options(fpr, false, false)?;
             match set {
                 None => docs
                     .iter()
@@ -1072,7 +1084,7 @@ impl Audit {
         exclude_context: bool,
     ) -> PyResult<Self> {
         let options = AuditOptions {
-            fpr: fpr.unwrap_or(watermark.fpr),
+            fpr: core(Fpr::new(fpr.unwrap_or(watermark.fpr)))?,
             deduplicate,
             exclude_context,
         };
