@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::{anyhow, Result};
-use watermark_core::profile::{CreatedProfile, NewProfile, ProfileFormat, TokenizerSource};
+use watermark_core::{CreatedProfile, NewProfile, ProfileFormat, TokenizerSource};
 use watermark_core::{Error, Profile, Scheme};
 
 use crate::cli::KeygenArgs;

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
-use watermark_core::text::TextTokenizer;
+use watermark_core::TextTokenizer;
 
 use super::{Error, Result};
 

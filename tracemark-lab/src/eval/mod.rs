@@ -21,10 +21,10 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use tracemark_model::generate::Generator;
 use tracemark_plot::{Chart, ReferenceLine, Series};
-use watermark_core::dedup::TupleSet;
-use watermark_core::detect::{detect, detect_in_corpus, DetectOptions, Detection, Score};
-use watermark_core::sampler::Sampling;
 use watermark_core::stats::{clopper_pearson, expected_green_fraction_lower_bound};
+use watermark_core::Sampling;
+use watermark_core::TupleSet;
+use watermark_core::{detect, detect_in_corpus, DetectOptions, Detection, Score};
 use watermark_core::{GreenList, Scheme, SecretKey, Seeding};
 
 use attacks::{apply_edit, auc, paste, Edit};
@@ -480,7 +480,9 @@ fn score(green: &GreenList, prompt: &[u32], tokens: &[u32]) -> Result<Option<Sco
         return Ok(None);
     }
     Ok(Some(
-        detect(green, prompt, tokens, &DetectOptions::default())?.score,
+        detect(green, prompt, tokens, &DetectOptions::default())?
+            .header
+            .score,
     ))
 }
 
@@ -1099,7 +1101,10 @@ fn false_positives(
                             &DetectOptions::default(),
                             &mut seen,
                         )?;
-                        by_genre.entry(genre.clone()).or_default().push(d.score);
+                        by_genre
+                            .entry(genre.clone())
+                            .or_default()
+                            .push(d.header.score);
                     }
                 }
             }
@@ -1226,11 +1231,11 @@ fn copy_paste(
                     .as_ref()
                     .map_or(0.0, |w| -w.corrected_log10_p_value)
             };
-            pos_z.push(pos.score.z_score);
-            neg_z.push(neg.score.z_score);
+            pos_z.push(pos.header.score.z_score);
+            neg_z.push(neg.header.score.z_score);
             pos_w.push(windowed(&pos));
             neg_w.push(windowed(&neg));
-            hit_plain.push(pos.score.is_significant(FPR_1E3));
+            hit_plain.push(pos.header.score.is_significant(FPR_1E3));
             hit_win.push(windowed(&pos) >= 3.0);
             ctl_win.push(windowed(&neg) >= 3.0);
         }

@@ -92,7 +92,7 @@ const PROFILE_EXISTS: &str = "already exists; refusing to overwrite a profile";
 impl Profile {
     /// Draws a new key and writes it with its profile into `dir` (created if missing): the key
     /// as [`KEY_FILE`], the profile as `profile.toml` or `profile.json`, and a saved tokenizer
-    /// as [`TOKENIZER_FILE`](crate::profile::TOKENIZER_FILE). Refuses to overwrite any of them.
+    /// as `tokenizer.json`. Refuses to overwrite any of them.
     pub fn create(dir: &Path, new: NewProfile) -> Result<CreatedProfile> {
         new.scheme.validate()?;
         let (vocab_size, binding) = bind_tokenizer(dir, new.vocab_size, new.tokenizer)?;
