@@ -7,7 +7,8 @@
 //! - its window also seeds a position the reader has already seen (the prompt; in reading mode
 //!   also the earlier text), or it is outside a supervised audit's filter;
 //! - its (seed, token) tuple was already scored (deduplication);
-//! and then the keyed PRF decides green or red.
+//!
+//! and otherwise the keyed PRF decides green or red.
 
 use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
