@@ -3,9 +3,9 @@
 
 use std::path::Path;
 
-use watermark_core::sampler::{Sampling, WatermarkSampler};
-use watermark_core::text::TextTokenizer;
 use watermark_core::GreenList;
+use watermark_core::TextTokenizer;
+use watermark_core::{Sampling, WatermarkSampler};
 
 use crate::error::Result;
 use crate::llama::{Llama, LoadOptions};

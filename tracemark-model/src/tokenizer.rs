@@ -41,7 +41,7 @@ use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::pre_tokenizers::PreTokenizerWrapper;
 use tokenizers::processors::byte_level::ByteLevel as ByteLevelProcessor;
 use tokenizers::{AddedToken, Tokenizer};
-use watermark_core::text::TextTokenizer;
+use watermark_core::TextTokenizer;
 
 use crate::error::{Error, Result};
 

@@ -10,10 +10,10 @@ use std::time::Instant;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Deserialize;
 use serde_json::Value;
-use watermark_core::audit::{Audit, AuditOptions, AuditReport, CurvePoint, WindowFilter};
-use watermark_core::profile::Profile;
-use watermark_core::text::TextTokenizer;
-use watermark_core::{Error, GreenList, SPEC_VERSION};
+use watermark_core::Profile;
+use watermark_core::TextTokenizer;
+use watermark_core::{Audit, AuditOptions, AuditReport, CurvePoint, WindowFilter};
+use watermark_core::{Error, Fpr, GreenList, SPEC_VERSION};
 
 use crate::cli::{AuditArgs, EXIT_WATERMARKED};
 use crate::detect::{fixed, format_fpr, format_p, load_tokenizer};
@@ -83,7 +83,7 @@ pub fn run(args: &AuditArgs, out: &mut impl Write) -> Result<u8> {
     let profile = Profile::load(&args.profile)?;
     let green = profile.green_list()?;
     let options = AuditOptions {
-        fpr: args.fpr.unwrap_or(profile.fpr),
+        fpr: Fpr::new(args.fpr.unwrap_or(profile.fpr.get()))?,
         ..AuditOptions::default()
     };
     let mut encoder = Encoder {
@@ -143,7 +143,7 @@ pub fn run(args: &AuditArgs, out: &mut impl Write) -> Result<u8> {
     } else {
         print_report(&report, mode, args.filter.is_some(), out)?;
     }
-    Ok(if args.fail_if_watermarked && report.watermarked {
+    Ok(if args.fail_if_watermarked && report.header.watermarked {
         EXIT_WATERMARKED
     } else {
         0
@@ -316,15 +316,15 @@ fn draw_curve(path: &Path, curve: &[CurvePoint], report: &AuditReport) -> Result
     let chart = Chart::new(
         format!(
             "Distillation audit: pooled log10 p (key {})",
-            report.key_fingerprint
+            report.header.key_fingerprint
         ),
         "scored tokens",
         "log10 p",
     )
     .with_series(Series::line("pooled test", points))
     .with_reference(ReferenceLine::horizontal(
-        report.fpr.log10(),
-        format!("FPR {}", format_fpr(report.fpr)),
+        report.header.fpr.log10(),
+        format!("FPR {}", format_fpr(report.header.fpr.get())),
     ));
     chart
         .save_png(path, 900, 560)
@@ -337,8 +337,8 @@ fn print_report(
     supervised: bool,
     out: &mut impl Write,
 ) -> Result<()> {
-    let s = &report.score;
-    let verdict = if report.watermarked {
+    let s = &report.header.score;
+    let verdict = if report.header.watermarked {
         "WATERMARKED: the suspect carries the watermark"
     } else {
         "not watermarked"
@@ -357,7 +357,7 @@ fn print_report(
             "unsupervised"
         },
         report.documents,
-        report.tokens
+        report.header.tokens
     )?;
     writeln!(
         out,
@@ -379,8 +379,8 @@ fn print_report(
     writeln!(
         out,
         "{verdict} at FPR {} (key {}, spec {SPEC_VERSION})",
-        format_fpr(report.fpr),
-        report.key_fingerprint
+        format_fpr(report.header.fpr.get()),
+        report.header.key_fingerprint
     )?;
     Ok(())
 }

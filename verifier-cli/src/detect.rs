@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Deserialize;
 use serde_json::Value;
-use watermark_core::detect::{detect, DetectOptions, Detection, TokenStatus};
-use watermark_core::profile::Profile;
-use watermark_core::text::TextTokenizer;
-use watermark_core::{Error, SPEC_VERSION};
+use watermark_core::Profile;
+use watermark_core::TextTokenizer;
+use watermark_core::{detect, DetectOptions, Detection, TokenStatus};
+use watermark_core::{Error, Fpr, SPEC_VERSION};
 
 use crate::cli::{DetectArgs, EXIT_WATERMARKED};
 
@@ -65,7 +65,7 @@ impl Scored {
     /// The verdict that counts for the summary and the exit status: the plain test, or with
     /// `--windowed` also the corrected windowed test.
     fn judged_watermarked(&self) -> bool {
-        self.detection.watermarked
+        self.detection.header.watermarked
             || self
                 .detection
                 .windowed
@@ -77,15 +77,16 @@ impl Scored {
 pub fn run(args: &DetectArgs, out: &mut impl Write) -> Result<u8> {
     let profile = Profile::load(&args.profile)?;
     let green = profile.green_list()?;
+    let fpr = args.fpr.unwrap_or(profile.fpr.get());
+    if !(fpr > 0.0 && fpr < 1.0) {
+        bail!("false-positive rate {} must lie in (0, 1)", fpr);
+    }
     let options = DetectOptions {
-        fpr: args.fpr.unwrap_or(profile.fpr),
+        fpr: Fpr::new(fpr)?,
         windowed: args.windowed,
         per_token: args.tokens,
         deduplicate: true,
     };
-    if !(options.fpr > 0.0 && options.fpr < 1.0) {
-        bail!("false-positive rate {} must lie in (0, 1)", options.fpr);
-    }
 
     let documents = read_documents(args)?;
     let tokenizer = if documents.iter().any(Document::needs_tokenizer) {
@@ -159,7 +160,7 @@ pub fn run(args: &DetectArgs, out: &mut impl Write) -> Result<u8> {
             } else {
                 "documents"
             },
-            format_fpr(options.fpr),
+            format_fpr(options.fpr.get()),
             green.key_fingerprint(),
         )?;
     }
@@ -317,7 +318,7 @@ fn print_table(scored: &[Scored], windowed: bool, out: &mut impl Write) -> Resul
 
 fn row(s: &Scored, windowed: bool) -> Vec<String> {
     let d = &s.detection;
-    let verdict = if d.watermarked {
+    let verdict = if d.header.watermarked {
         "WATERMARKED"
     } else if s.judged_watermarked() {
         "WATERMARKED (window)"
@@ -326,12 +327,12 @@ fn row(s: &Scored, windowed: bool) -> Vec<String> {
     };
     let mut cells = vec![
         s.source.clone(),
-        d.tokens.to_string(),
-        d.score.scored.to_string(),
-        format!("{:.3}", d.score.green_fraction),
-        fixed(d.score.z_score),
-        fixed(d.score.log10_p_value),
-        format_p(d.score.p_value),
+        d.header.tokens.to_string(),
+        d.header.score.scored.to_string(),
+        format!("{:.3}", d.header.score.green_fraction),
+        fixed(d.header.score.z_score),
+        fixed(d.header.score.log10_p_value),
+        format_p(d.header.score.p_value),
         verdict.to_string(),
     ];
     if windowed {

@@ -9,10 +9,10 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use tracemark_model::generate::{Completion, GenerateOptions, Generator};
 use tracemark_model::llama::{set_threads, LoadOptions};
-use watermark_core::profile::Profile;
-use watermark_core::sampler::{Sampling, WatermarkSampler};
-use watermark_core::synthetic::SyntheticLm;
 use watermark_core::GreenList;
+use watermark_core::Profile;
+use watermark_core::SyntheticLm;
+use watermark_core::{Sampling, WatermarkSampler};
 
 use crate::cli::GenerateArgs;
 

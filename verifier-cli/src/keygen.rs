@@ -3,17 +3,11 @@
 use std::io::Write;
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
-use watermark_core::profile::{Profile, TokenizerBinding};
-use watermark_core::text::TextTokenizer;
-use watermark_core::{Scheme, SecretKey, Seeding};
+use anyhow::{anyhow, Result};
+use watermark_core::{CreatedProfile, NewProfile, ProfileFormat, TokenizerSource};
+use watermark_core::{Error, Profile, Scheme};
 
 use crate::cli::KeygenArgs;
-
-/// File name of the key inside `--out`; the profile refers to it relatively.
-const KEY_FILE: &str = "tracemark.key";
-/// File name of the default model's tokenizer, saved beside the profile.
-const TOKENIZER_FILE: &str = "tokenizer.json";
 
 pub fn run(args: &KeygenArgs, out: &mut impl Write) -> Result<()> {
     let scheme = Scheme {
@@ -23,75 +17,51 @@ pub fn run(args: &KeygenArgs, out: &mut impl Write) -> Result<()> {
         delta: args.delta,
     };
     scheme.validate()?;
-
-    // Everything that can be refused is checked before anything is written.
-    let (vocab_size, binding) = match (&args.tokenizer, args.vocab_size) {
-        (None, Some(n)) => (n, None),
-        (None, None) => default_model_tokenizer(&args.out)?,
-        (Some(path), given) => {
-            let tokenizer = TextTokenizer::from_file(path)?;
-            let vocab = tokenizer.vocab_size();
-            if let Some(n) = given {
-                if n != vocab {
-                    bail!(
-                        "--vocab-size {n} differs from the {vocab} tokens of the tokenizer {}",
-                        path.display()
-                    );
-                }
-            }
-            let absolute = std::fs::canonicalize(path)
-                .with_context(|| format!("{}: cannot resolve the path", path.display()))?;
-            if absolute.to_str().is_none() {
-                // Profiles are TOML or JSON text: such a path could not be saved.
-                bail!(
-                    "{}: the tokenizer's path is not valid UTF-8",
-                    path.display()
-                );
-            }
-            let binding = TokenizerBinding {
-                fingerprint: tokenizer.fingerprint().to_string(),
-                path: Some(absolute),
-            };
-            (vocab, Some(binding))
+    let (tokenizer, model) = match (&args.tokenizer, args.vocab_size) {
+        (Some(path), _) => (TokenizerSource::File(path.clone()), None),
+        (None, Some(_)) => (TokenizerSource::None, None),
+        (None, None) => {
+            // The default model's tokenizer, rebuilt from its GGUF file, saved beside the profile.
+            let model = tracemark_model::locate_default_model()?;
+            let json = tracemark_model::tokenizer_json_from_gguf(&model)?;
+            let origin = model.clone();
+            (TokenizerSource::Save { json, origin }, Some(model))
         }
     };
-
-    let key = SecretKey::generate()?;
-    let mut profile = Profile::new(KEY_FILE.into(), &key, scheme, vocab_size)?;
-    profile.tokenizer = binding;
-    // Builds the green list once: checks the vocabulary size before the key is written.
-    profile.green_list_with(&key)?;
-
-    let key_path = args.out.join(KEY_FILE);
-    let profile_name = if args.json_profile {
-        "profile.json"
-    } else {
-        "profile.toml"
+    let new = NewProfile {
+        scheme,
+        vocab_size: args.vocab_size,
+        tokenizer,
+        format: if args.json_profile {
+            ProfileFormat::Json
+        } else {
+            ProfileFormat::Toml
+        },
     };
-    let profile_path = args.out.join(profile_name);
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("{}: cannot create the directory", args.out.display()))?;
-    if exists(&key_path) {
-        bail!(
-            "{}: already exists; refusing to overwrite a key (losing it loses every watermark made with it)",
-            key_path.display()
-        );
-    }
-    if exists(&profile_path) {
-        bail!(
-            "{}: already exists; refusing to overwrite a profile",
-            profile_path.display()
-        );
-    }
+    let created = Profile::create(&args.out, new).map_err(|e| in_flags(e, model.as_deref()))?;
+    print_created(&created, out)
+}
 
-    key.write_new(&key_path)?;
-    profile.save(&profile_path).with_context(|| {
-        format!(
-            "the key was written to {} but the profile could not be saved",
-            key_path.display()
-        )
-    })?;
+/// The core's refusals in the words of the command line.
+fn in_flags(e: Error, model: Option<&Path>) -> anyhow::Error {
+    match e {
+        Error::VocabSizeMismatch { given, found, path } => anyhow!(
+            "--vocab-size {given} differs from the {found} tokens of the tokenizer {}",
+            path.display()
+        ),
+        Error::Tokenizer { path, reason } if Some(path.as_path()) == model => {
+            anyhow!("{}: cannot rebuild its tokenizer: {reason}", path.display())
+        }
+        other => other.into(),
+    }
+}
 
+fn print_created(created: &CreatedProfile, out: &mut impl Write) -> Result<()> {
+    let CreatedProfile {
+        profile,
+        profile_path,
+        key_path,
+    } = created;
     let s = &profile.scheme;
     writeln!(
         out,
@@ -103,12 +73,7 @@ pub fn run(args: &KeygenArgs, out: &mut impl Write) -> Result<()> {
     writeln!(
         out,
         "scheme:      {}, {} seeding, width {}, gamma {}, delta {}, vocabulary {} tokens",
-        profile.spec,
-        seeding_name(s.seeding),
-        s.width,
-        s.gamma,
-        s.delta,
-        profile.vocab_size
+        profile.spec, s.seeding, s.width, s.gamma, s.delta, profile.vocab_size
     )?;
     if let Some(t) = &profile.tokenizer {
         let path = t
@@ -120,50 +85,4 @@ pub fn run(args: &KeygenArgs, out: &mut impl Write) -> Result<()> {
         writeln!(out, "tokenizer:   {}{path}", t.fingerprint)?;
     }
     Ok(())
-}
-
-/// The default model's tokenizer, rebuilt from its GGUF file and saved as `DIR/tokenizer.json`
-/// (an existing file there must be that same tokenizer), bound by a path relative to the profile.
-fn default_model_tokenizer(dir: &Path) -> Result<(u32, Option<TokenizerBinding>)> {
-    let model = tracemark_model::locate_default_model()?;
-    let json = tracemark_model::tokenizer_json_from_gguf(&model)?;
-    let tokenizer = TextTokenizer::from_bytes(&json).map_err(|reason| {
-        anyhow::anyhow!(
-            "{}: cannot rebuild its tokenizer: {reason}",
-            model.display()
-        )
-    })?;
-    let path = dir.join(TOKENIZER_FILE);
-    if exists(&path) {
-        let there = TextTokenizer::from_file(&path)?;
-        if there.fingerprint() != tokenizer.fingerprint() {
-            bail!(
-                "{}: already exists and is another tokenizer; refusing to overwrite it",
-                path.display()
-            );
-        }
-    } else {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("{}: cannot create the directory", dir.display()))?;
-        std::fs::write(&path, &json)
-            .with_context(|| format!("{}: cannot write", path.display()))?;
-    }
-    let binding = TokenizerBinding {
-        fingerprint: tokenizer.fingerprint().to_string(),
-        path: Some(TOKENIZER_FILE.into()),
-    };
-    Ok((tokenizer.vocab_size(), Some(binding)))
-}
-
-/// Whether anything (a dangling link included) is at `path`.
-fn exists(path: &Path) -> bool {
-    std::fs::symlink_metadata(path).is_ok()
-}
-
-/// The seeding as written on the command line and in profiles.
-pub fn seeding_name(seeding: Seeding) -> &'static str {
-    match seeding {
-        Seeding::Previous => "previous",
-        Seeding::SelfSeeded => "self-seeded",
-    }
 }

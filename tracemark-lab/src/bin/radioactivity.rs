@@ -25,8 +25,8 @@ use tracemark_lab::radioactivity::{
 use tracemark_model::generate::GenerateOptions;
 use tracemark_model::llama::{set_threads, LoadOptions};
 use tracemark_model::reading::top1_predictions;
-use watermark_core::audit::{AuditOptions, AuditReport};
-use watermark_core::sampler::Sampling;
+use watermark_core::Sampling;
+use watermark_core::{AuditOptions, AuditReport};
 use watermark_core::{GreenList, Scheme};
 
 /// Fractions of watermarked training answers, one student each.
@@ -542,7 +542,7 @@ fn null_audits(
             &s.response_ids,
         )?);
     }
-    let l = |r: AuditReport| r.score.log10_p_value;
+    let l = |r: AuditReport| r.header.score.log10_p_value;
     Ok([
         (
             "ρ=0 student, closed, unsupervised",
@@ -622,22 +622,25 @@ fn mean_green_fraction(green: &GreenList, answers: &[Sample]) -> Result<f64> {
     let mut scored = 0u64;
     let mut g = 0u64;
     for s in answers {
-        let d = watermark_core::detect::detect(
+        let d = watermark_core::detect(
             green,
             &s.prompt_ids,
             &s.response_ids,
-            &watermark_core::detect::DetectOptions::default(),
+            &watermark_core::DetectOptions::default(),
         );
         if let Ok(d) = d {
-            scored += d.score.scored;
-            g += d.score.green;
+            scored += d.header.score.scored;
+            g += d.header.score.green;
         }
     }
     Ok(g as f64 / scored.max(1) as f64)
 }
 
 fn cell(r: &AuditReport) -> String {
-    format!("{:>8.1} {:>7}", r.score.log10_p_value, r.score.scored)
+    format!(
+        "{:>8.1} {:>7}",
+        r.header.score.log10_p_value, r.header.score.scored
+    )
 }
 
 fn print_table(rows: &[Row], args: &Args) {
@@ -702,13 +705,13 @@ fn plot(rows: &[Row], path: &Path) -> Result<()> {
         "watermarked share of training answers (%)",
         "-log10 p",
     )
-    .with_series(series("closed", &|r| r.closed.score.log10_p_value))
+    .with_series(series("closed", &|r| r.closed.header.score.log10_p_value))
     .with_series(series("closed, filter", &|r| {
-        r.closed_supervised.score.log10_p_value
+        r.closed_supervised.header.score.log10_p_value
     }))
-    .with_series(series("reading", &|r| r.reading.score.log10_p_value))
+    .with_series(series("reading", &|r| r.reading.header.score.log10_p_value))
     .with_series(series("reading, served", &|r| {
-        r.reading_supervised.score.log10_p_value
+        r.reading_supervised.header.score.log10_p_value
     }))
     .with_reference(ReferenceLine::horizontal(6.0, "FPR 1e-6"));
     chart.x.scale = Scale::Log10;

@@ -1,7 +1,7 @@
 //! The settings of a run: its size, and the grid of watermark configurations it measures.
 
 use serde::Serialize;
-use watermark_core::sampler::Sampling;
+use watermark_core::Sampling;
 use watermark_core::{Scheme, Seeding};
 
 use super::{Error, Result};

@@ -6,11 +6,11 @@ use std::path::Path;
 
 use serde::Serialize;
 use tracemark_plot::{Chart, ReferenceLine, Series};
-use watermark_core::dedup::TupleSet;
-use watermark_core::detect::{detect_in_corpus, DetectOptions, Detection, Score};
 use watermark_core::stats::clopper_pearson;
-use watermark_core::text::TextTokenizer;
 use watermark_core::GreenList;
+use watermark_core::TextTokenizer;
+use watermark_core::TupleSet;
+use watermark_core::{detect_in_corpus, DetectOptions, Detection, Score};
 
 use super::config::EvalConfig;
 use super::report::{frac, plot, table};
@@ -97,7 +97,10 @@ fn score_documents(
                             &DetectOptions::default(),
                             &mut seen,
                         )?;
-                        by_genre.entry(genre.clone()).or_default().push(d.score);
+                        by_genre
+                            .entry(genre.clone())
+                            .or_default()
+                            .push(d.header.score);
                     }
                 }
             }

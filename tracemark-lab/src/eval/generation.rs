@@ -7,9 +7,9 @@
 //! bit for bit). Each row of a batch may carry its own green list, so configurations share
 //! batches.
 
-use watermark_core::sampler::{Sampling, WatermarkSampler};
 use watermark_core::stats::spike_modulus;
 use watermark_core::GreenList;
+use watermark_core::{Sampling, WatermarkSampler};
 
 use tracemark_model::llama::Llama;
 

@@ -1,7 +1,7 @@
 //! The statistics the sections share: detection of one text, and summaries over many.
 
-use watermark_core::detect::{detect, DetectOptions, Score};
 use watermark_core::GreenList;
+use watermark_core::{detect, DetectOptions, Score};
 
 use super::generation::Generated;
 use super::Result;
@@ -16,7 +16,9 @@ pub(super) fn score(green: &GreenList, prompt: &[u32], tokens: &[u32]) -> Result
         return Ok(None);
     }
     Ok(Some(
-        detect(green, prompt, tokens, &DetectOptions::default())?.score,
+        detect(green, prompt, tokens, &DetectOptions::default())?
+            .header
+            .score,
     ))
 }
 

@@ -1,8 +1,8 @@
 //! The audits of a student: closed model (its outputs) and reading mode (its predictions over
 //! our texts), each optionally supervised by a filter of our watermarked windows.
 
-use watermark_core::audit::{Audit, AuditOptions, AuditReport, WindowFilter};
 use watermark_core::GreenList;
+use watermark_core::{Audit, AuditOptions, AuditReport, WindowFilter};
 
 use super::{Result, Sample};
 

@@ -3,7 +3,7 @@
 //!
 //! A teacher (the default model) answers prompts with and without the watermark; students
 //! (n-gram models, [`crate::ngram`]) are trained on mixes in which a fraction ρ of the answers
-//! is watermarked; each student is audited by [`watermark_core::audit::Audit`] from its outputs
+//! is watermarked; each student is audited by [`watermark_core::Audit`] from its outputs
 //! (closed model) and from its predictions over our texts (reading mode). The pieces here are
 //! model-free so that the tests can run them on a synthetic teacher; [`teacher`] adds the real
 //! model and the on-disk cache, and `src/bin/radioactivity.rs` (`make radioactivity`) runs it all.

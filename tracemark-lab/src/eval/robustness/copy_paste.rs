@@ -5,9 +5,9 @@ use std::path::Path;
 
 use serde::Serialize;
 use tracemark_plot::{Chart, ReferenceLine, Series};
-use watermark_core::detect::{detect, DetectOptions, Detection};
-use watermark_core::text::TextTokenizer;
 use watermark_core::GreenList;
+use watermark_core::TextTokenizer;
+use watermark_core::{detect, DetectOptions, Detection};
 
 use crate::corpus::HumanDoc;
 use crate::eval::attacks::{auc, paste};
@@ -74,11 +74,11 @@ pub(super) fn rows(
                     .as_ref()
                     .map_or(0.0, |w| -w.corrected_log10_p_value)
             };
-            pos_z.push(pos.score.z_score);
-            neg_z.push(neg.score.z_score);
+            pos_z.push(pos.header.score.z_score);
+            neg_z.push(neg.header.score.z_score);
             pos_w.push(windowed(&pos));
             neg_w.push(windowed(&neg));
-            hit_plain.push(pos.score.is_significant(FPR_1E3));
+            hit_plain.push(pos.header.score.is_significant(FPR_1E3));
             hit_win.push(windowed(&pos) >= 3.0);
             ctl_win.push(windowed(&neg) >= 3.0);
         }

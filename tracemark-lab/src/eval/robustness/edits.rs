@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde::Serialize;
 use tracemark_plot::{Chart, Series};
-use watermark_core::detect::Score;
+use watermark_core::Score;
 
 use crate::eval::attacks::{apply_edit, Edit};
 use crate::eval::config::{EvalConfig, SchemeKind, WmConfig};

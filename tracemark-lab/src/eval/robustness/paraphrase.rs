@@ -3,8 +3,8 @@
 use std::fmt::Write as _;
 
 use serde::Serialize;
-use watermark_core::sampler::Sampling;
 use watermark_core::GreenList;
+use watermark_core::Sampling;
 
 use crate::eval::attacks::auc;
 use crate::eval::config::EvalConfig;
