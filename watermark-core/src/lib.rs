@@ -40,6 +40,7 @@ pub mod candle_hook;
 pub mod dedup;
 pub mod detect;
 pub mod error;
+pub mod files;
 pub mod green;
 pub mod hook;
 pub mod key;
