@@ -55,6 +55,14 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
+    /// A file that must not be read: not a regular file, or over its size limit.
+    #[error("{path}: {reason}")]
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// Why it was not read.
+        reason: String,
+    },
     /// A key file exists but is not a tracemark key.
     #[error("{path}: not a tracemark key file ({reason})")]
     MalformedKey {
@@ -150,10 +158,22 @@ pub enum Error {
     /// The operating system's random number generator failed.
     #[error("os random number generator failed: {0}")]
     Rng(String),
-    /// A tensor operation failed (candle adapter).
+    /// A tensor operation failed (candle adapter); candle's message without the backtrace it
+    /// appends when `RUST_BACKTRACE` is set.
     #[cfg(feature = "candle")]
     #[error("tensor: {0}")]
-    Tensor(#[from] candle_core::Error),
+    Tensor(String),
+}
+
+#[cfg(feature = "candle")]
+impl From<candle_core::Error> for Error {
+    fn from(e: candle_core::Error) -> Self {
+        let mut e = &e;
+        while let candle_core::Error::WithBacktrace { inner, .. } = e {
+            e = inner;
+        }
+        Error::Tensor(e.to_string())
+    }
 }
 
 /// The core's result type.

@@ -20,10 +20,13 @@ impl std::fmt::Debug for TextTokenizer {
     }
 }
 
+/// Largest `tokenizer.json` read: the largest vocabularies in use take about 20 MB.
+const MAX_TOKENIZER_BYTES: u64 = 256 << 20;
+
 impl TextTokenizer {
     /// Loads a `tokenizer.json`; the fingerprint is that of the file's bytes.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let bytes = crate::files::read_limited(path, MAX_TOKENIZER_BYTES, "tokenizer file")?;
         Self::from_bytes(&bytes).map_err(|reason| Error::Tokenizer {
             path: path.to_path_buf(),
             reason,

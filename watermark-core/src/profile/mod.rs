@@ -78,6 +78,9 @@ fn default_fpr() -> f64 {
     DEFAULT_FPR
 }
 
+/// Largest profile file read: a profile is well under a kilobyte.
+const MAX_PROFILE_BYTES: u64 = 1 << 20;
+
 impl Profile {
     /// A new profile for `key` (stored at `key_file`) with the given scheme and vocabulary.
     pub fn new(
@@ -102,16 +105,18 @@ impl Profile {
     /// Reads a profile: `.json` files as JSON, anything else as TOML. Checks the spec version,
     /// the scheme and the false-positive rate; the key is checked by [`Profile::green_list`].
     pub fn load(path: &Path) -> Result<Self> {
-        let raw = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let raw = crate::files::read_limited(path, MAX_PROFILE_BYTES, "profile")?;
         let malformed = |reason: String| Error::MalformedProfile {
             path: path.to_path_buf(),
             reason,
         };
         let text = String::from_utf8(raw).map_err(|_| malformed("not UTF-8 text".into()))?;
+        // Editors on some systems start UTF-8 files with a byte-order mark; it is not content.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
         let stored: StoredProfile = if is_json(path) {
-            serde_json::from_str(&text).map_err(|e| malformed(e.to_string()))?
+            serde_json::from_str(text).map_err(|e| malformed(e.to_string()))?
         } else {
-            toml::from_str(&text).map_err(|e| malformed(e.message().to_string()))?
+            toml::from_str(text).map_err(|e| malformed(e.message().to_string()))?
         };
         if stored.spec != SPEC_VERSION {
             return Err(Error::SpecMismatch {
@@ -276,6 +281,25 @@ path = \"tokenizer.json\"
             again.starts_with("spec = \"tracemark-green-v1\"\n"),
             "{again}"
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_skipped_and_devices_are_refused() {
+        let dir = temp_dir("bom");
+        let key = SecretKey::generate().unwrap();
+        let p = Profile::new("a.key".into(), &key, Scheme::default(), 500).unwrap();
+        for name in ["p.toml", "p.json"] {
+            p.save(&dir.join(name)).unwrap();
+            let mut bytes = "\u{feff}".as_bytes().to_vec();
+            bytes.extend(std::fs::read(dir.join(name)).unwrap());
+            std::fs::write(dir.join(name), bytes).unwrap();
+            assert_eq!(Profile::load(&dir.join(name)).unwrap().scheme, p.scheme);
+        }
+        let err = Profile::load(Path::new("/dev/zero"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a regular file"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
