@@ -167,12 +167,15 @@ pub struct Line {
 }
 
 impl Line {
-    /// The line as a record of the schema.
-    pub fn record(&self) -> Result<Record, InputError> {
-        Record::parse(&self.text).map_err(|e| InputError::Malformed {
-            at: self.at.clone(),
-            reason: e.to_string(),
-        })
+    /// The document on this line, its body in `body`.
+    pub fn document(self, body: BodyFields) -> Result<Document, InputError> {
+        match Record::parse(&self.text, body.names()) {
+            Ok(record) => record.into_document(self.at, body),
+            Err(e) => Err(InputError::Malformed {
+                at: self.at,
+                reason: e.to_string(),
+            }),
+        }
     }
 }
 
@@ -278,22 +281,36 @@ pub struct Record {
 }
 
 impl Record {
-    /// Parses one line. A line is accepted exactly when it is a JSON object whose known fields
-    /// have their types (a key given twice counts once, the last time); the refusal says why.
-    pub fn parse(line: &str) -> Result<Record, serde_json::Error> {
+    /// Parses one line, of which the reader uses the fields `reads`. A line is accepted exactly
+    /// when it is a JSON object whose fields in `reads` have their types (a key given twice
+    /// counts once, the last time); other fields may hold anything. The refusal says why.
+    pub fn parse(line: &str, reads: &[&str]) -> Result<Record, serde_json::Error> {
         // Fast path: a well-formed object straight into the record, with no tree in between.
         if line.starts_with('{') {
             if let Ok(record) = serde_json::from_str(line) {
                 return Ok(record);
             }
         }
-        // The refusals (and repeated keys) take the general path, so that they read the same
-        // whichever field or form is wrong: not JSON, not an object, or a field of the wrong type.
-        let value: Value = serde_json::from_str(line)?;
-        if !value.is_object() {
+        // The rest takes the general path, so that refusals read alike whatever is wrong (not
+        // JSON, not an object, a field of the wrong type) and name the first wrong field in
+        // the object's (sorted) key order.
+        let Value::Object(mut fields) = serde_json::from_str(line)? else {
             return Err(serde::de::Error::custom("expected a JSON object"));
+        };
+        fields.retain(|name, _| reads.contains(&name.as_str()));
+        serde_json::from_value(Value::Object(fields))
+    }
+
+    /// The prompt on a line of a `--prompts` file: a `prompt` string, and maybe an `id`.
+    pub fn parse_prompt(line: &str) -> Result<Prompt, serde_json::Error> {
+        let record = Record::parse(line, &["prompt", "id"])?;
+        match record.prompt {
+            Some(prompt) => Ok(Prompt {
+                prompt,
+                id: record.id,
+            }),
+            None => Err(serde::de::Error::missing_field("prompt")),
         }
-        serde_json::from_value(value)
     }
 
     /// The document this record holds, with the body in `fields` (ids before text).
@@ -324,17 +341,6 @@ impl Record {
             body,
         })
     }
-
-    /// The prompt this record asks to answer (`generate --prompts`): a `prompt` string.
-    pub fn into_prompt(self) -> Result<Prompt, serde_json::Error> {
-        match self.prompt {
-            Some(prompt) => Ok(Prompt {
-                prompt,
-                id: self.id,
-            }),
-            None => Err(serde::de::Error::missing_field("prompt")),
-        }
-    }
 }
 
 /// A prompt to answer, and the `id` its answer echoes.
@@ -356,6 +362,23 @@ pub enum BodyFields {
 }
 
 impl BodyFields {
+    /// The fields read: the body's and the prompt's, and the `id`.
+    fn names(self) -> &'static [&'static str] {
+        match self {
+            BodyFields::Document => &["id", "prompt", "prompt_tokens", "text", "tokens"],
+            BodyFields::Answer => &[
+                "prompt",
+                "prompt_tokens",
+                "response",
+                "response_tokens",
+                "completion",
+                "completion_tokens",
+                "text",
+                "tokens",
+            ],
+        }
+    }
+
     /// What a record without a body lacks.
     fn wanted(self) -> &'static str {
         match self {
@@ -419,8 +442,7 @@ mod tests {
         let mut lines = lines(bytes);
         let mut docs = Vec::new();
         for line in lines.by_ref() {
-            let line = line?;
-            docs.push(line.record()?.into_document(line.at, fields)?);
+            docs.push(line?.document(fields)?);
         }
         lines.finish()?;
         Ok(docs)
@@ -458,7 +480,10 @@ mod tests {
         let missing = Input::file(Path::new("/nonexistent/x.jsonl"), IoWording::Plain)
             .expect_err("no such file")
             .to_string();
-        assert!(missing.starts_with("/nonexistent/x.jsonl: No such file"), "{missing}");
+        assert!(
+            missing.starts_with("/nonexistent/x.jsonl: No such file"),
+            "{missing}"
+        );
         let missing = Input::file(Path::new("/nonexistent/x.jsonl"), IoWording::CannotRead)
             .expect_err("no such file")
             .to_string();
@@ -489,7 +514,10 @@ mod tests {
         assert!(!docs[1].needs_tokenizer());
         assert_eq!(docs[1].prompt, Some(Content::Tokens(vec![0])));
         for (bad, needle) in [
-            (&b"[1, 2]"[..], "f.jsonl:1: malformed JSONL line: expected a JSON object"),
+            (
+                &b"[1, 2]"[..],
+                "f.jsonl:1: malformed JSONL line: expected a JSON object",
+            ),
             (b"\"text\"", "expected a JSON object"),
             (b"{\"tokens\": [-1]}", "f.jsonl:1: malformed JSONL line"),
             (b"{\"prompt\": \"a\"}", "needs a `text`"),
@@ -519,10 +547,45 @@ mod tests {
             error(b"null", BodyFields::Answer),
             "f.jsonl:1: malformed JSONL line: expected a JSON object"
         );
+        // The first wrong field in key order.
+        assert_eq!(
+            error(
+                b"{\"tokens\": [-1], \"prompt_tokens\": [-3]}",
+                BodyFields::Document
+            ),
+            "f.jsonl:1: malformed JSONL line: invalid value: integer `-3`, expected u32"
+        );
         // A key given twice counts once, the last time, as in any JSON object.
         let docs = documents(b"{\"text\": 1, \"text\": \"b\"}", BodyFields::Document)
             .expect("a repeated key");
         assert_eq!(docs[0].body, Content::Text("b".into()));
+        // Fields the reader does not use may hold anything.
+        let docs = documents(
+            b"{\"tokens\": [1], \"completion\": 5}",
+            BodyFields::Document,
+        )
+        .expect("an unused field");
+        assert_eq!(docs[0].body, Content::Tokens(vec![1]));
+    }
+
+    #[test]
+    fn prompts_need_a_prompt_string() {
+        let p = Record::parse_prompt("{\"prompt\": \"hi\", \"id\": 3, \"tokens\": \"x\"}")
+            .expect("a prompt");
+        assert_eq!(p.prompt, "hi");
+        assert_eq!(p.id, Some(serde_json::json!(3)));
+        for (bad, reason) in [
+            ("{\"text\": \"hi\"}", "missing field `prompt`"),
+            ("{\"prompt\": null}", "missing field `prompt`"),
+            (
+                "{\"prompt\": 5}",
+                "invalid type: integer `5`, expected a string",
+            ),
+            ("[\"hi\"]", "expected a JSON object"),
+        ] {
+            let e = Record::parse_prompt(bad).expect_err("no prompt");
+            assert_eq!(e.to_string(), reason, "{bad}");
+        }
     }
 
     #[test]
@@ -550,7 +613,10 @@ mod tests {
         assert_eq!(docs[1].prompt, Some(Content::Text("p".into())));
         assert_eq!(docs[5].prompt, None);
         assert_eq!(
-            error(b"{\"response_tokens\": [1]}\n{\"prompt\": \"x\"}", BodyFields::Answer),
+            error(
+                b"{\"response_tokens\": [1]}\n{\"prompt\": \"x\"}",
+                BodyFields::Answer
+            ),
             "f.jsonl:2: needs a `response` string or a `response_tokens` array"
         );
         // A document is only `text` or `tokens`.

@@ -161,7 +161,10 @@ mod tests {
     #[test]
     fn bars_fill_in_proportion_and_never_overflow() {
         assert_eq!(bar(0, 10), format!("[{}]", ".".repeat(30)));
-        assert_eq!(bar(5, 10), format!("[{}{}]", "#".repeat(15), ".".repeat(15)));
+        assert_eq!(
+            bar(5, 10),
+            format!("[{}{}]", "#".repeat(15), ".".repeat(15))
+        );
         assert_eq!(bar(12, 10), format!("[{}]", "#".repeat(30)));
         assert_eq!(bar(0, 0), format!("[{}]", ".".repeat(30)));
     }

@@ -271,9 +271,9 @@ fn each_answer(
     };
     let mut lines = input.lines().with_progress(what);
     for line in lines.by_ref() {
-        let line = line?;
-        let answer = line.record()?.into_document(line.at.clone(), BodyFields::Answer)?;
-        f(&line.at, answer).with_context(|| line.at.clone())?;
+        let answer = line?.document(BodyFields::Answer)?;
+        let at = answer.source.clone();
+        f(&at, answer).with_context(|| at)?;
     }
     lines.finish()?;
     Ok(())

@@ -185,9 +185,7 @@ fn read_documents(args: &DetectArgs) -> Result<Vec<Document>> {
         if jsonl {
             let mut lines = input.lines();
             for line in lines.by_ref() {
-                let line = line?;
-                let record = line.record()?;
-                documents.push(record.into_document(line.at, BodyFields::Document)?);
+                documents.push(line?.document(BodyFields::Document)?);
             }
             lines.finish()?;
         } else {

@@ -191,8 +191,7 @@ fn read_prompts(path: &Path) -> Result<Vec<Prompt>> {
 
 /// One line's prompt, or why it has none.
 fn read_prompt(line: &str) -> Result<Prompt, String> {
-    let prompt = Record::parse(line)
-        .and_then(Record::into_prompt)
+    let prompt = Record::parse_prompt(line)
         .map_err(|e| format!("malformed JSONL line (need a `prompt` string): {e}"))?;
     if prompt.prompt.trim().is_empty() {
         return Err("the prompt is empty".to_string());
