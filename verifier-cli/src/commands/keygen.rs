@@ -147,7 +147,17 @@ pub fn run(args: &KeygenArgs, out: &mut impl Write) -> Result<()> {
             key_path.display()
         )
     })?;
+    print_created(&key_path, &profile_path, &profile, out)
+}
 
+/// What keygen made: where the key and profile are, the key's fingerprint, the scheme and the
+/// tokenizer. Never the key itself.
+fn print_created(
+    key_path: &Path,
+    profile_path: &Path,
+    profile: &Profile,
+    out: &mut impl Write,
+) -> Result<()> {
     let s = &profile.scheme;
     writeln!(
         out,
