@@ -1,13 +1,69 @@
 //! `tracemark keygen`: a new secret key and the profile that binds it.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Result};
+use clap::{Args, ValueEnum};
 use watermark_core::{CreatedProfile, NewProfile, ProfileFormat, TokenizerSource};
-use watermark_core::{Error, Profile, Scheme};
+use watermark_core::{Error, Profile, Scheme, Seeding};
 
-use crate::cli::KeygenArgs;
+/// Arguments of `tracemark keygen`.
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Directory to write tracemark.key and the profile into (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Hugging Face tokenizer.json to bind the profile to (default: the default model's,
+    /// rebuilt from its GGUF file and saved beside the profile).
+    #[arg(long, value_name = "FILE")]
+    pub tokenizer: Option<PathBuf>,
+    /// Vocabulary size, for a profile with no tokenizer (token-id detection only).
+    #[arg(long, value_name = "N")]
+    pub vocab_size: Option<u32>,
+    /// How each token's green list is seeded.
+    #[arg(long, value_enum, default_value_t = SeedingArg::from(Scheme::default().seeding))]
+    pub seeding: SeedingArg,
+    /// Tokens in the seeding window (1 to 8; 2 to 8 when self-seeded).
+    #[arg(long, value_name = "H", default_value_t = Scheme::default().width)]
+    pub width: usize,
+    /// Fraction of the vocabulary that is green, in (0, 1).
+    #[arg(long, value_name = "G", default_value_t = Scheme::default().gamma)]
+    pub gamma: f64,
+    /// Logit bias added to green tokens at generation: the watermark's strength.
+    #[arg(long, value_name = "D", default_value_t = Scheme::default().delta)]
+    pub delta: f32,
+    /// Write the profile as profile.json instead of profile.toml.
+    #[arg(long)]
+    pub json_profile: bool,
+}
+
+/// Green-list seeding, as spelled on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SeedingArg {
+    /// The tokens just before each candidate seed its green list.
+    Previous,
+    /// The window includes the candidate itself; survives more edits.
+    SelfSeeded,
+}
+
+impl From<SeedingArg> for Seeding {
+    fn from(s: SeedingArg) -> Self {
+        match s {
+            SeedingArg::Previous => Seeding::Previous,
+            SeedingArg::SelfSeeded => Seeding::SelfSeeded,
+        }
+    }
+}
+
+impl From<Seeding> for SeedingArg {
+    fn from(s: Seeding) -> Self {
+        match s {
+            Seeding::Previous => SeedingArg::Previous,
+            Seeding::SelfSeeded => SeedingArg::SelfSeeded,
+        }
+    }
+}
 
 pub fn run(args: &KeygenArgs, out: &mut impl Write) -> Result<()> {
     let scheme = Scheme {

@@ -2,32 +2,104 @@
 //! or from its predictions while reading our texts (open model). Inputs are streamed line by
 //! line; memory grows with the distinct tuples scored, not with the input.
 
-use std::fs::File;
-use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
-use std::path::Path;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
-use serde::Deserialize;
-use serde_json::Value;
+use clap::Args;
+use serde::Serialize;
 use watermark_core::Profile;
 use watermark_core::TextTokenizer;
 use watermark_core::{Audit, AuditOptions, AuditReport, CurvePoint, WindowFilter};
 use watermark_core::{Error, Fpr, GreenList, SPEC_VERSION};
 
-use crate::cli::{AuditArgs, EXIT_WATERMARKED};
-use crate::detect::{fixed, format_fpr, format_p, load_tokenizer};
+use super::load_tokenizer;
+use crate::exit::ExitStatus;
+use crate::input::{BodyFields, Content, Document, Input, IoWording};
+use crate::numbers::{fixed, format_fpr, format_p};
 
-/// One JSONL line: a prompt and the answer to it, as text or token ids (ids win). The names of
-/// `tracemark generate --json` (`completion`, `tokens`) are accepted too.
-#[derive(Debug, Deserialize)]
-struct Exchange {
-    prompt: Option<String>,
-    prompt_tokens: Option<Vec<u32>>,
-    #[serde(alias = "completion", alias = "text")]
-    response: Option<String>,
-    #[serde(alias = "tokens", alias = "completion_tokens")]
-    response_tokens: Option<Vec<u32>>,
+pub const LONG_ABOUT: &str = "Test whether a suspect model was trained on our watermarked \
+outputs (distillation), with one pooled exact test over everything it wrote or predicted.
+
+Closed model (--suspect OUTPUTS.jsonl): the suspect's answers, one JSON object per line with \
+`prompt` (string) or `prompt_tokens` (ids), and `response` (string) or `response_tokens` (ids); \
+`tracemark generate --json` lines (`completion`, `tokens`) are read too. With --filter OURS.jsonl \
+(our own logged outputs, same format) the audit is supervised: only tokens whose window occurs in \
+our outputs are scored.
+
+Open model, reading mode (--suspect-model MODEL.gguf --texts OURS.jsonl): the suspect reads each \
+of our texts (a text `prompt` is wrapped in the chat template) in one forward pass; its top-1 \
+prediction at every position is scored under the window taken from our text. The suspect's \
+tokenizer must be the profile's.
+
+Every (window, token) tuple is scored once across the whole audit, and a token is not scored \
+when its window occurs in what the suspect read before it (the prompt; in reading mode also the \
+earlier text): without these rules the p-value of an innocent model is not valid. Inputs are \
+streamed; memory grows with the distinct tuples scored (16 bytes each).
+
+Exit status:
+  0  the audit ran (whatever the verdict)
+  1  an error: bad input, profile, key, tokenizer or model
+  2  command-line usage error
+  3  with --fail-if-watermarked: the suspect was judged to carry the watermark";
+
+/// Arguments of `tracemark audit`.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Profile written by `tracemark keygen`.
+    #[arg(long, value_name = "FILE")]
+    pub profile: PathBuf,
+    /// Closed model: the suspect's outputs, JSONL (`-` reads stdin).
+    #[arg(long, value_name = "FILE", required_unless_present = "suspect_model",
+          conflicts_with_all = ["suspect_model", "texts"])]
+    pub suspect: Option<PathBuf>,
+    /// Supervised audit: our own outputs (JSONL); only windows occurring in them are scored.
+    #[arg(long, value_name = "FILE")]
+    pub filter: Option<PathBuf>,
+    /// Open model: the suspect's GGUF weights, read in reading mode over --texts.
+    #[arg(long, value_name = "FILE", requires = "texts")]
+    pub suspect_model: Option<PathBuf>,
+    /// Open model: our watermarked texts (JSONL) for the suspect to read.
+    #[arg(long, value_name = "FILE", requires = "suspect_model")]
+    pub texts: Option<PathBuf>,
+    /// tokenizer.json for text input (default: the one the profile records).
+    #[arg(long, value_name = "FILE")]
+    pub tokenizer: Option<PathBuf>,
+    /// False-positive rate of the verdict, in (0, 1) (default: the profile's).
+    #[arg(long, value_name = "A")]
+    pub fpr: Option<f64>,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// Write cumulative log10 p against scored tokens to PATH.csv and draw it in PATH.png.
+    #[arg(long, value_name = "PATH")]
+    pub curve: Option<PathBuf>,
+    /// CPU threads for the suspect model (default: one per core).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Exit with status 3 when the suspect is judged to carry the watermark.
+    #[arg(long)]
+    pub fail_if_watermarked: bool,
+}
+
+/// What the suspect gave us: its outputs, or its predictions while reading our texts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Mode {
+    Closed,
+    Reading,
+}
+
+/// The `--json` report: the audit's, and how it was run.
+#[derive(Debug, Serialize)]
+struct AuditLine<'a> {
+    #[serde(flatten)]
+    report: &'a AuditReport,
+    mode: Mode,
+    supervised: bool,
+    /// Wall-clock time of the scoring, model included, in seconds.
+    seconds: f64,
 }
 
 /// How prompts given as text become token ids.
@@ -39,7 +111,7 @@ enum PromptForm {
     Chat,
 }
 
-/// Turns exchanges into token ids with a tokenizer loaded on first need.
+/// Turns answers into token ids with a tokenizer loaded on first need.
 struct Encoder<'a> {
     profile: &'a Profile,
     given: Option<&'a Path>,
@@ -56,30 +128,30 @@ impl Encoder<'_> {
             .ok_or_else(|| anyhow!(Error::NoTokenizer))
     }
 
-    fn encode(&mut self, line: Exchange, form: PromptForm) -> Result<(Vec<u32>, Vec<u32>)> {
-        let response = match (line.response_tokens, line.response) {
-            (Some(ids), _) => ids,
-            (None, Some(text)) if text.is_empty() => Vec::new(),
-            (None, Some(text)) => self.tokenizer()?.encode(&text)?,
-            (None, None) => bail!("needs a `response` string or a `response_tokens` array"),
+    /// The prompt's ids and the answer's.
+    fn encode(&mut self, answer: Document, form: PromptForm) -> Result<(Vec<u32>, Vec<u32>)> {
+        let response = match answer.body {
+            Content::Tokens(ids) => ids,
+            Content::Text(text) if text.is_empty() => Vec::new(),
+            Content::Text(text) => self.tokenizer()?.encode(&text)?,
         };
-        let prompt = match (line.prompt_tokens, line.prompt) {
-            (Some(ids), _) => ids,
-            (None, Some(text)) if text.trim().is_empty() => Vec::new(),
-            (None, Some(text)) => {
+        let prompt = match answer.prompt {
+            Some(Content::Tokens(ids)) => ids,
+            Some(Content::Text(text)) if text.trim().is_empty() => Vec::new(),
+            Some(Content::Text(text)) => {
                 let text = match form {
                     PromptForm::Plain => text,
                     PromptForm::Chat => tracemark_model::chat_prompt(None, &text),
                 };
                 self.tokenizer()?.encode(&text)?
             }
-            (None, None) => Vec::new(),
+            None => Vec::new(),
         };
         Ok((prompt, response))
     }
 }
 
-pub fn run(args: &AuditArgs, out: &mut impl Write) -> Result<u8> {
+pub fn run(args: &AuditArgs, out: &mut impl Write) -> Result<ExitStatus> {
     let profile = Profile::load(&args.profile)?;
     let green = profile.green_list()?;
     let options = AuditOptions {
@@ -99,27 +171,27 @@ pub fn run(args: &AuditArgs, out: &mut impl Write) -> Result<u8> {
 
     let started = Instant::now();
     let mode = if let Some(suspect) = &args.suspect {
-        each_line(suspect, "auditing", |source, line| {
-            let (prompt, response) = encoder.encode(line, PromptForm::Plain)?;
+        each_answer(suspect, "auditing", |source, answer| {
+            let (prompt, response) = encoder.encode(answer, PromptForm::Plain)?;
             audit
                 .add_output(&prompt, &response)
                 .with_context(|| source.to_string())
         })?;
-        "closed"
+        Mode::Closed
     } else {
         let (Some(model_path), Some(texts)) = (&args.suspect_model, &args.texts) else {
             bail!("give --suspect OUTPUTS.jsonl, or --suspect-model MODEL.gguf with --texts OURS.jsonl");
         };
         let model = load_suspect(model_path, &profile, args.threads)?;
-        each_line(texts, "reading", |source, line| {
-            let (prompt, text) = encoder.encode(line, PromptForm::Chat)?;
+        each_answer(texts, "reading", |source, answer| {
+            let (prompt, text) = encoder.encode(answer, PromptForm::Chat)?;
             let predictions = tracemark_model::reading::top1_predictions(&model, &prompt, &text)
                 .with_context(|| source.to_string())?;
             audit
                 .add_reading(&prompt, &text, &predictions)
                 .with_context(|| source.to_string())
         })?;
-        "reading"
+        Mode::Reading
     };
     let report = audit.report();
     if report.documents == 0 {
@@ -129,32 +201,31 @@ pub fn run(args: &AuditArgs, out: &mut impl Write) -> Result<u8> {
     if let Some(curve) = &args.curve {
         write_curve(curve, &audit.curve(), &report)?;
     }
+    let supervised = args.filter.is_some();
     if args.json {
-        let mut value = serde_json::to_value(&report)?;
-        if let Value::Object(map) = &mut value {
-            map.insert("mode".into(), Value::String(mode.into()));
-            map.insert("supervised".into(), Value::Bool(args.filter.is_some()));
-            map.insert(
-                "seconds".into(),
-                serde_json::json!(started.elapsed().as_secs_f64()),
-            );
-        }
-        writeln!(out, "{}", serde_json::to_string(&value)?)?;
+        let line = AuditLine {
+            report: &report,
+            mode,
+            supervised,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        // Written through a `Value`, whose objects sort their keys: the report keeps the key
+        // order it has always had.
+        writeln!(out, "{}", serde_json::to_value(&line)?)?;
     } else {
-        print_report(&report, mode, args.filter.is_some(), out)?;
+        print_report(&report, mode, supervised, out)?;
     }
-    Ok(if args.fail_if_watermarked && report.header.watermarked {
-        EXIT_WATERMARKED
-    } else {
-        0
-    })
+    Ok(ExitStatus::verdict(
+        args.fail_if_watermarked,
+        report.header.watermarked,
+    ))
 }
 
 /// The windows of our own outputs, for a supervised audit.
 fn read_filter(green: &GreenList, path: &Path, encoder: &mut Encoder) -> Result<WindowFilter> {
     let mut filter = WindowFilter::new(green);
-    each_line(path, "filter", |source, line| {
-        let (prompt, response) = encoder.encode(line, PromptForm::Plain)?;
+    each_answer(path, "filter", |source, answer| {
+        let (prompt, response) = encoder.encode(answer, PromptForm::Plain)?;
         filter
             .add_text(&prompt, &response)
             .with_context(|| source.to_string())
@@ -185,107 +256,27 @@ fn load_suspect(
     Ok(tracemark_model::llama::Llama::load(path, &options)?)
 }
 
-/// Calls `f` on each non-empty JSONL line of `path` (`-` is stdin), streaming; errors name
-/// `file:line`. Shows progress on stderr when it is a terminal.
-fn each_line(
+/// Calls `f` with each answer of the JSONL input at `path` (`-` is stdin) and its
+/// `file:line`, streaming; every error names `file:line`. Shows progress as `what` on stderr
+/// when it is a terminal.
+fn each_answer(
     path: &Path,
     what: &str,
-    mut f: impl FnMut(&str, Exchange) -> Result<()>,
+    mut f: impl FnMut(&str, Document) -> Result<()>,
 ) -> Result<()> {
-    let name = path.display().to_string();
-    let (reader, total): (Box<dyn Read>, Option<u64>) = if path.as_os_str() == "-" {
-        (Box::new(std::io::stdin()), None)
+    let input = if path.as_os_str() == "-" {
+        Input::stdin("-", IoWording::Plain)
     } else {
-        let file = File::open(path).map_err(|e| anyhow!("{name}: {e}"))?;
-        let total = file.metadata().ok().map(|m| m.len());
-        (Box::new(file), total)
+        Input::file(path, IoWording::Plain)?
     };
-    let mut reader = BufReader::with_capacity(1 << 20, reader);
-    let mut progress = Progress::new(what, total);
-    let mut bytes = Vec::new();
-    let mut number = 0usize;
-    let mut any = false;
-    loop {
-        bytes.clear();
-        let n = reader
-            .read_until(b'\n', &mut bytes)
-            .map_err(|e| anyhow!("{name}: {e}"))?;
-        if n == 0 {
-            break;
-        }
-        number += 1;
-        progress.advance(n as u64);
-        let source = format!("{name}:{number}");
-        let text =
-            std::str::from_utf8(&bytes).map_err(|_| anyhow!("{source}: not valid UTF-8 text"))?;
-        let text = text.trim_start_matches('\u{feff}').trim();
-        if text.is_empty() {
-            continue;
-        }
-        let line: Exchange = serde_json::from_str(text)
-            .map_err(|e| anyhow!("{source}: malformed JSONL line: {e}"))?;
-        f(&source, line).with_context(|| source.clone())?;
-        any = true;
+    let mut lines = input.lines().with_progress(what);
+    for line in lines.by_ref() {
+        let answer = line?.document(BodyFields::Answer)?;
+        let at = answer.source.clone();
+        f(&at, answer).with_context(|| at)?;
     }
-    progress.finish();
-    if !any {
-        bail!("{name}: no documents (every line is empty)");
-    }
+    lines.finish()?;
     Ok(())
-}
-
-/// A one-line progress display by bytes read, on a terminal only.
-struct Progress {
-    what: String,
-    total: Option<u64>,
-    done: u64,
-    enabled: bool,
-    started: Instant,
-    last_draw: Instant,
-}
-
-impl Progress {
-    fn new(what: &str, total: Option<u64>) -> Self {
-        let now = Instant::now();
-        Progress {
-            what: what.to_string(),
-            total,
-            done: 0,
-            enabled: std::io::stderr().is_terminal(),
-            started: now,
-            last_draw: now,
-        }
-    }
-
-    fn advance(&mut self, bytes: u64) {
-        self.done += bytes;
-        if self.enabled && self.last_draw.elapsed().as_millis() >= 200 {
-            self.last_draw = Instant::now();
-            let mb = self.done as f64 / 1e6;
-            let rate = mb / self.started.elapsed().as_secs_f64().max(1e-9);
-            let line = match self.total {
-                Some(total) if total > 0 => {
-                    let width = 30;
-                    let filled = (width as u64 * self.done.min(total) / total) as usize;
-                    format!(
-                        "[{}{}] {} {mb:.1}/{:.1} MB · {rate:.1} MB/s",
-                        "#".repeat(filled),
-                        ".".repeat(width - filled),
-                        self.what,
-                        total as f64 / 1e6
-                    )
-                }
-                _ => format!("{} {mb:.1} MB · {rate:.1} MB/s", self.what),
-            };
-            let _ = write!(std::io::stderr(), "\r{line} ");
-        }
-    }
-
-    fn finish(&self) {
-        if self.enabled {
-            let _ = write!(std::io::stderr(), "\r{}\r", " ".repeat(72));
-        }
-    }
 }
 
 /// The curve as `PATH.csv` and `PATH.png` (whatever extension PATH had).
@@ -333,7 +324,7 @@ fn draw_curve(path: &Path, curve: &[CurvePoint], report: &AuditReport) -> Result
 
 fn print_report(
     report: &AuditReport,
-    mode: &str,
+    mode: Mode,
     supervised: bool,
     out: &mut impl Write,
 ) -> Result<()> {
@@ -346,7 +337,7 @@ fn print_report(
     writeln!(
         out,
         "audit ({}, {}): {} documents, {} tokens",
-        if mode == "reading" {
+        if mode == Mode::Reading {
             "open model, reading mode"
         } else {
             "closed model"
