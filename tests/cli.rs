@@ -932,3 +932,99 @@ fn audit_reads_texts_through_a_suspect_model() {
     );
     sb.finish();
 }
+
+/// Issue 11, one regression per item the CLI owns: outputs are never overwritten nor written
+/// through a link, an endless line is cut at the bound, a key file is not read as a document,
+/// a document with nothing to score says so with its own exit status, an empty prompt is
+/// refused, and hostile model files and shared keys end in one error line.
+#[test]
+fn hostile_and_careless_input_gets_one_clear_refusal() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut sb = Sandbox::new("hostile");
+    sb.keygen("k", "--vocab-size 1000");
+    let doc = |n: usize| {
+        let ids: Vec<String> = (0..n).map(|i| ((i * 7919) % 1000).to_string()).collect();
+        format!("{{\"tokens\": [{}]}}\n", ids.join(", "))
+    };
+    sb.write("s.jsonl", doc(300));
+
+    // 1. --curve: an existing file is refused (both checked first), --force replaces it, and a
+    // symbolic link is never written through.
+    sb.write("c.csv", "precious");
+    assert_error(
+        &sb.run("audit --profile k/profile.toml --suspect s.jsonl --curve c"),
+        "pass --force",
+    );
+    assert_eq!(sb.read("c.csv"), "precious");
+    assert!(!sb.path("c.png").exists(), "nothing written when refused");
+    let run = sb.run("audit --profile k/profile.toml --suspect s.jsonl --curve c --force");
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(sb.read("c.csv").starts_with("documents,scored"));
+    sb.write("victim", "precious");
+    std::os::unix::fs::symlink(sb.path("victim"), sb.path("l.png")).expect("symlink");
+    assert_error(
+        &sb.run("audit --profile k/profile.toml --suspect s.jsonl --curve l --force"),
+        "symbolic link",
+    );
+    assert_eq!(sb.read("victim"), "precious");
+
+    // 2-3. A line longer than the bound, even one with no end, is refused at the bound.
+    sb.env
+        .push(("TRACEMARK_MAX_DOCUMENT_BYTES".into(), "4096".into()));
+    sb.write("long.jsonl", doc(2000));
+    assert_error(
+        &sb.run("audit --profile k/profile.toml --suspect long.jsonl"),
+        "long.jsonl:1: longer than 4096 bytes",
+    );
+    assert_error(
+        &sb.run("audit --profile k/profile.toml --suspect /dev/zero"),
+        "longer than 4096 bytes",
+    );
+    sb.env.clear();
+
+    // 5. A key file given as a document is refused, and its secret never printed (finish()).
+    assert_error(
+        &sb.run("detect --profile k/profile.toml --tokens k/tracemark.key"),
+        "tracemark key file",
+    );
+    assert_error(
+        &sb.run("detect --profile k/profile.toml --jsonl k/tracemark.key"),
+        "tracemark key file",
+    );
+
+    // 8. Nothing to score: a distinct verdict and exit status, not "not watermarked".
+    sb.write("short.jsonl", "{\"tokens\": [5]}\n");
+    let run = sb.run("detect --profile k/profile.toml short.jsonl");
+    assert_eq!(run.code, 4, "{run:?}");
+    assert!(run.stdout.contains("nothing to score"), "{}", run.stdout);
+    let run = sb.run("audit --profile k/profile.toml --suspect short.jsonl");
+    assert_eq!(run.code, 4, "{run:?}");
+    assert!(run.stdout.contains("nothing to score"), "{}", run.stdout);
+
+    // 6. A key file others can read is refused, as ssh refuses one.
+    let key = sb.path("k/tracemark.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    assert_error(
+        &sb.run("detect --profile k/profile.toml s.jsonl"),
+        "accessible by other users",
+    );
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+
+    // 10. An empty --prompt is refused like an empty --prompts line, before any model loads.
+    let out = Command::new(BIN)
+        .args(["generate", "--profile", "k/profile.toml", "--prompt", " "])
+        .current_dir(&sb.dir)
+        .output()
+        .expect("run tracemark");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("the prompt is empty"), "{stderr}");
+
+    // 2. A device as the suspect model is refused, not read.
+    sb.write("texts.jsonl", doc(10));
+    assert_error(
+        &sb.run("audit --profile k/profile.toml --suspect-model /dev/zero --texts texts.jsonl"),
+        "not a regular file",
+    );
+    sb.finish();
+}

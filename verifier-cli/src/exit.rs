@@ -14,13 +14,19 @@ pub enum ExitStatus {
     Usage,
     /// 3: with `--fail-if-watermarked`, something was judged watermarked.
     Watermarked,
+    /// 4: a document, or the audit, had no token that could be scored: "not watermarked"
+    /// would be a claim without evidence.
+    NothingToScore,
 }
 
 impl ExitStatus {
-    /// `Watermarked` when asked to fail on a watermark and one was found, else `Ok`.
-    pub fn verdict(fail_if_watermarked: bool, watermarked: bool) -> Self {
+    /// `Watermarked` when asked to fail on a watermark and one was found; else
+    /// `NothingToScore` when something had no scorable token; else `Ok`.
+    pub fn verdict(fail_if_watermarked: bool, watermarked: bool, nothing_scored: bool) -> Self {
         if fail_if_watermarked && watermarked {
             ExitStatus::Watermarked
+        } else if nothing_scored {
+            ExitStatus::NothingToScore
         } else {
             ExitStatus::Ok
         }
@@ -33,6 +39,7 @@ impl ExitStatus {
             ExitStatus::Error => 1,
             ExitStatus::Usage => 2,
             ExitStatus::Watermarked => 3,
+            ExitStatus::NothingToScore => 4,
         }
     }
 }
@@ -144,8 +151,20 @@ mod tests {
         ]
         .map(ExitStatus::code);
         assert_eq!(codes, [0, 1, 2, 3]);
-        assert_eq!(ExitStatus::verdict(true, true), ExitStatus::Watermarked);
-        assert_eq!(ExitStatus::verdict(false, true), ExitStatus::Ok);
-        assert_eq!(ExitStatus::verdict(true, false), ExitStatus::Ok);
+        assert_eq!(
+            ExitStatus::verdict(true, true, false),
+            ExitStatus::Watermarked
+        );
+        assert_eq!(ExitStatus::verdict(false, true, false), ExitStatus::Ok);
+        assert_eq!(ExitStatus::verdict(true, false, false), ExitStatus::Ok);
+        assert_eq!(
+            ExitStatus::verdict(true, true, true),
+            ExitStatus::Watermarked
+        );
+        assert_eq!(
+            ExitStatus::verdict(false, false, true),
+            ExitStatus::NothingToScore
+        );
+        assert_eq!(ExitStatus::NothingToScore.code(), 4);
     }
 }

@@ -14,10 +14,36 @@ use std::path::Path;
 use serde::Deserialize;
 use serde_json::Value;
 
+use watermark_core::SecretKey;
+
 use crate::progress::ReadProgress;
+
+/// The first line of a key file.
+const KEY_FILE_HEADER: &str = "tracemark-key-v1";
 
 /// Read buffer: large, so that long lines of token ids take few reads.
 const BUFFER_BYTES: usize = 1 << 20;
+
+/// Default bound on one document: a JSONL line, or a whole plain-text input. Tokenizing text
+/// costs about 100 bytes of memory per byte, so an unbounded line (`--suspect /dev/zero`)
+/// would exhaust memory; real answers are a few kilobytes.
+pub const DEFAULT_MAX_DOCUMENT_BYTES: u64 = 16 << 20;
+
+/// The environment variable that raises (or lowers) the bound, in bytes.
+pub const MAX_DOCUMENT_BYTES_VAR: &str = "TRACEMARK_MAX_DOCUMENT_BYTES";
+
+/// The bound on one document, from the environment or the default.
+pub fn max_document_bytes() -> Result<u64, InputError> {
+    match std::env::var(MAX_DOCUMENT_BYTES_VAR) {
+        Err(_) => Ok(DEFAULT_MAX_DOCUMENT_BYTES),
+        Ok(v) => match v.trim().parse::<u64>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(InputError::Setting {
+                reason: format!("{MAX_DOCUMENT_BYTES_VAR}={v:?} is not a positive number of bytes"),
+            }),
+        },
+    }
+}
 
 /// How an input's I/O errors read. The commands have always worded them differently; each
 /// keeps its wording.
@@ -46,6 +72,12 @@ pub enum InputError {
     NoBody { at: String, fields: BodyFields },
     /// Every line of a JSONL input is empty.
     NoDocuments { name: String },
+    /// A line, or a plain-text input, is longer than the document bound.
+    TooLong { at: String, limit: u64 },
+    /// The input is a tracemark key file: reading it as text would print the secret.
+    KeyFile { name: String },
+    /// A setting in the environment is unusable.
+    Setting { reason: String },
 }
 
 impl fmt::Display for InputError {
@@ -69,6 +101,17 @@ impl fmt::Display for InputError {
             InputError::NoDocuments { name } => {
                 write!(f, "{name}: no documents (every line is empty)")
             }
+            InputError::TooLong { at, limit } => write!(
+                f,
+                "{at}: longer than {limit} bytes, the bound on one document (set \
+                 {MAX_DOCUMENT_BYTES_VAR} to change it)"
+            ),
+            InputError::KeyFile { name } => write!(
+                f,
+                "{name}: this is a tracemark key file, not a document; refusing to read it \
+                 (the key must stay secret)"
+            ),
+            InputError::Setting { reason } => write!(f, "{reason}"),
         }
     }
 }
@@ -130,21 +173,32 @@ impl Input {
     }
 
     /// The whole input as one UTF-8 text (a plain-text document), as written: no trimming.
-    pub fn read_text(mut self) -> Result<String, InputError> {
+    pub fn read_text(self) -> Result<String, InputError> {
+        let limit = max_document_bytes()?;
         let mut bytes = Vec::new();
-        if let Err(error) = self.reader.read_to_end(&mut bytes) {
+        if let Err(error) = self.reader.take(limit + 1).read_to_end(&mut bytes) {
             return Err(InputError::Io {
                 name: self.name,
                 wording: self.wording,
                 error,
             });
         }
+        if bytes.len() as u64 > limit {
+            return Err(InputError::TooLong {
+                at: self.name,
+                limit,
+            });
+        }
+        if SecretKey::looks_like_key_file(&bytes) {
+            return Err(InputError::KeyFile { name: self.name });
+        }
         String::from_utf8(bytes).map_err(|_| InputError::NotUtf8 { at: self.name })
     }
 
     /// The input's non-empty lines, read as they are needed.
-    pub fn lines(self) -> Lines {
-        Lines {
+    pub fn lines(self) -> Result<Lines, InputError> {
+        Ok(Lines {
+            limit: max_document_bytes()?,
             name: self.name,
             wording: self.wording,
             total: self.len,
@@ -153,7 +207,7 @@ impl Input {
             number: 0,
             records: 0,
             progress: None,
-        }
+        })
     }
 }
 
@@ -182,6 +236,8 @@ impl Line {
 /// The non-empty lines of an input, streamed: an iterator that stops at the end or yields an
 /// error (and should then not be asked again).
 pub struct Lines {
+    /// The bound on one line, in bytes.
+    limit: u64,
     name: String,
     wording: IoWording,
     total: Option<u64>,
@@ -225,7 +281,8 @@ impl Iterator for Lines {
     fn next(&mut self) -> Option<Self::Item> {
         loop {
             self.buffer.clear();
-            let read = match self.reader.read_until(b'\n', &mut self.buffer) {
+            let mut bounded = (&mut self.reader).take(self.limit + 1);
+            let read = match bounded.read_until(b'\n', &mut self.buffer) {
                 Ok(0) => return None,
                 Ok(read) => read,
                 Err(error) => {
@@ -241,10 +298,21 @@ impl Iterator for Lines {
                 progress.advance(read as u64);
             }
             let at = format!("{}:{}", self.name, self.number);
+            if self.buffer.len() as u64 > self.limit {
+                return Some(Err(InputError::TooLong {
+                    at,
+                    limit: self.limit,
+                }));
+            }
             let Ok(text) = std::str::from_utf8(&self.buffer) else {
                 return Some(Err(InputError::NotUtf8 { at }));
             };
             let text = text.trim_start_matches('\u{feff}').trim();
+            if text == KEY_FILE_HEADER {
+                return Some(Err(InputError::KeyFile {
+                    name: self.name.clone(),
+                }));
+            }
             if !text.is_empty() {
                 self.records += 1;
                 let text = text.to_string();
@@ -436,6 +504,7 @@ mod tests {
             len: Some(bytes.len() as u64),
         }
         .lines()
+        .expect("the default bound")
     }
 
     fn documents(bytes: &[u8], fields: BodyFields) -> Result<Vec<Document>, InputError> {
@@ -453,6 +522,39 @@ mod tests {
             Ok(docs) => panic!("accepted: {docs:?}"),
             Err(e) => e.to_string(),
         }
+    }
+
+    #[test]
+    fn overlong_lines_and_key_files_are_refused() {
+        let mut bounded = lines(b"{\"text\": \"ok\"}\n0123456789abcdef0123\n");
+        bounded.limit = 16;
+        assert_eq!(bounded.next().unwrap().unwrap().at, "f.jsonl:1");
+        let err = bounded.next().unwrap().unwrap_err().to_string();
+        assert!(err.starts_with("f.jsonl:2: longer than 16 bytes"), "{err}");
+        // An unterminated line is cut at the bound, not read to its end.
+        let mut endless = lines(&vec![b'x'; 1 << 16]);
+        endless.limit = 1000;
+        assert!(matches!(
+            endless.next(),
+            Some(Err(InputError::TooLong { .. }))
+        ));
+        assert!(endless.buffer.len() <= 1001);
+
+        let key = format!("tracemark-key-v1\n{}\n", "ab".repeat(32));
+        let err = lines(key.as_bytes())
+            .next()
+            .unwrap()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("key file") && !err.contains("abab"), "{err}");
+        let input = Input {
+            name: "k".into(),
+            wording: IoWording::Plain,
+            reader: Box::new(std::io::Cursor::new(key.into_bytes())),
+            len: None,
+        };
+        let err = input.read_text().unwrap_err().to_string();
+        assert!(err.starts_with("k: this is a tracemark key file"), "{err}");
     }
 
     #[test]

@@ -31,6 +31,52 @@ pub fn read_limited(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// Writes `bytes` to a new file at `path`. Never follows a symbolic link there, and refuses an
+/// existing file unless `overwrite`, in which case the file is replaced whole (written beside
+/// it, then renamed over it, which replaces a link itself rather than what it points to).
+pub fn write_output(path: &Path, bytes: &[u8], overwrite: bool) -> Result<()> {
+    use std::io::Write;
+    let refused = |reason: &str| Error::Unreadable {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    };
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            return Err(refused("is a symbolic link; refusing to write through it"))
+        }
+        Ok(meta) if !meta.is_file() => return Err(refused("exists and is not a regular file")),
+        Ok(_) if !overwrite => return Err(refused("exists; pass --force to replace it")),
+        Ok(_) | Err(_) => {}
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&temp)
+        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&temp);
+        return Err(Error::io(&temp, e));
+    }
+    // Without `overwrite`, a file that appeared meanwhile must not be replaced: link the
+    // finished file in place (fails if the name exists), else rename over the old file.
+    let placed = if overwrite {
+        std::fs::rename(&temp, path)
+    } else {
+        std::fs::hard_link(&temp, path)
+    };
+    let _ = std::fs::remove_file(&temp);
+    placed.map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => refused("exists; pass --force to replace it"),
+        _ => Error::io(path, e),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -56,6 +102,35 @@ mod tests {
             .to_string()
             .contains("larger than 10"));
         assert_eq!(read_limited(&path, 11, "x").unwrap(), vec![7u8; 11]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn outputs_never_replace_a_file_silently_nor_follow_a_link() {
+        let dir = std::env::temp_dir().join(format!("tm-out-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = dir.join("curve.csv");
+        write_output(&out, b"one", false).unwrap();
+        let err = write_output(&out, b"two", false).unwrap_err().to_string();
+        assert!(err.contains("--force"), "{err}");
+        assert_eq!(std::fs::read(&out).unwrap(), b"one");
+        write_output(&out, b"two", true).unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), b"two");
+        let victim = dir.join("victim");
+        std::fs::write(&victim, b"precious").unwrap();
+        let link = dir.join("link.png");
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        for overwrite in [false, true] {
+            let err = write_output(&link, b"x", overwrite)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("symbolic link"), "{err}");
+        }
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        let names: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        assert_eq!(names.len(), 3, "no temporary file left behind");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -67,7 +67,7 @@ pub use audit::{Audit, AuditOptions, AuditReport, CurvePoint, WindowFilter};
 pub use dedup::TupleSet;
 pub use detect::{detect, detect_in_corpus, DetectOptions, Detection, Windowed, MIN_WINDOW};
 pub use error::{Error, Result};
-pub use files::read_limited;
+pub use files::{read_limited, write_output};
 pub use fpr::{Fpr, DEFAULT_FPR};
 pub use green::{Decision, GreenList, Scheme, Seeding, MAX_VOCAB_SIZE, SPEC_VERSION};
 pub use key::SecretKey;

@@ -9,12 +9,12 @@ use std::time::Instant;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use serde::Serialize;
-use watermark_core::Profile;
 use watermark_core::TextTokenizer;
 use watermark_core::{Audit, AuditOptions, AuditReport, CurvePoint, WindowFilter};
-use watermark_core::{Error, Fpr, GreenList, SPEC_VERSION};
+use watermark_core::{Fpr, GreenList, SPEC_VERSION};
+use watermark_core::{Profile, ProfileSession};
 
-use super::load_tokenizer;
+use super::tokenizer;
 use crate::exit::ExitStatus;
 use crate::input::{BodyFields, Content, Document, Input, IoWording};
 use crate::numbers::{fixed, format_fpr, format_p};
@@ -42,7 +42,8 @@ Exit status:
   0  the audit ran (whatever the verdict)
   1  an error: bad input, profile, key, tokenizer or model
   2  command-line usage error
-  3  with --fail-if-watermarked: the suspect was judged to carry the watermark";
+  3  with --fail-if-watermarked: the suspect was judged to carry the watermark
+  4  no token could be scored: the verdict is \"nothing to score\", not \"not watermarked\"";
 
 /// Arguments of `tracemark audit`.
 #[derive(Debug, Args)]
@@ -72,9 +73,13 @@ pub struct AuditArgs {
     /// Print the report as one JSON object.
     #[arg(long)]
     pub json: bool,
-    /// Write cumulative log10 p against scored tokens to PATH.csv and draw it in PATH.png.
+    /// Write cumulative log10 p against scored tokens to PATH.csv and draw it in PATH.png;
+    /// an existing file there is refused unless --force.
     #[arg(long, value_name = "PATH")]
     pub curve: Option<PathBuf>,
+    /// Replace existing --curve files (never through a symbolic link).
+    #[arg(long, requires = "curve")]
+    pub force: bool,
     /// CPU threads for the suspect model (default: one per core).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
@@ -113,19 +118,12 @@ enum PromptForm {
 
 /// Turns answers into token ids with a tokenizer loaded on first need.
 struct Encoder<'a> {
-    profile: &'a Profile,
-    given: Option<&'a Path>,
-    tokenizer: Option<TextTokenizer>,
+    session: &'a ProfileSession,
 }
 
 impl Encoder<'_> {
     fn tokenizer(&mut self) -> Result<&TextTokenizer> {
-        if self.tokenizer.is_none() {
-            self.tokenizer = Some(load_tokenizer(self.profile, self.given)?);
-        }
-        self.tokenizer
-            .as_ref()
-            .ok_or_else(|| anyhow!(Error::NoTokenizer))
+        tokenizer(self.session)
     }
 
     /// The prompt's ids and the answer's.
@@ -152,17 +150,13 @@ impl Encoder<'_> {
 }
 
 pub fn run(args: &AuditArgs, out: &mut impl Write) -> Result<ExitStatus> {
-    let profile = Profile::load(&args.profile)?;
-    let green = profile.green_list()?;
+    let session = Profile::open(&args.profile)?.with_tokenizer_file(args.tokenizer.as_deref());
+    let green = session.green_list();
     let options = AuditOptions {
-        fpr: Fpr::new(args.fpr.unwrap_or(profile.fpr.get()))?,
+        fpr: Fpr::new(args.fpr.unwrap_or(session.fpr().get()))?,
         ..AuditOptions::default()
     };
-    let mut encoder = Encoder {
-        profile: &profile,
-        given: args.tokenizer.as_deref(),
-        tokenizer: None,
-    };
+    let mut encoder = Encoder { session: &session };
     let mut audit = Audit::new(green.clone(), options)?;
     if let Some(filter_path) = &args.filter {
         let filter = read_filter(&green, filter_path, &mut encoder)?;
@@ -182,7 +176,7 @@ pub fn run(args: &AuditArgs, out: &mut impl Write) -> Result<ExitStatus> {
         let (Some(model_path), Some(texts)) = (&args.suspect_model, &args.texts) else {
             bail!("give --suspect OUTPUTS.jsonl, or --suspect-model MODEL.gguf with --texts OURS.jsonl");
         };
-        let model = load_suspect(model_path, &profile, args.threads)?;
+        let model = load_suspect(model_path, session.profile(), args.threads)?;
         each_answer(texts, "reading", |source, answer| {
             let (prompt, text) = encoder.encode(answer, PromptForm::Chat)?;
             let predictions = tracemark_model::reading::top1_predictions(&model, &prompt, &text)
@@ -199,7 +193,7 @@ pub fn run(args: &AuditArgs, out: &mut impl Write) -> Result<ExitStatus> {
     }
 
     if let Some(curve) = &args.curve {
-        write_curve(curve, &audit.curve(), &report)?;
+        write_curve(curve, &audit.curve(), &report, args.force)?;
     }
     let supervised = args.filter.is_some();
     if args.json {
@@ -218,6 +212,7 @@ pub fn run(args: &AuditArgs, out: &mut impl Write) -> Result<ExitStatus> {
     Ok(ExitStatus::verdict(
         args.fail_if_watermarked,
         report.header.watermarked,
+        report.header.score.scored == 0,
     ))
 }
 
@@ -269,7 +264,7 @@ fn each_answer(
     } else {
         Input::file(path, IoWording::Plain)?
     };
-    let mut lines = input.lines().with_progress(what);
+    let mut lines = input.lines()?.with_progress(what);
     for line in lines.by_ref() {
         let answer = line?.document(BodyFields::Answer)?;
         let at = answer.source.clone();
@@ -280,7 +275,7 @@ fn each_answer(
 }
 
 /// The curve as `PATH.csv` and `PATH.png` (whatever extension PATH had).
-fn write_curve(path: &Path, curve: &[CurvePoint], report: &AuditReport) -> Result<()> {
+fn write_curve(path: &Path, curve: &[CurvePoint], report: &AuditReport, force: bool) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| anyhow!("{}: {e}", dir.display()))?;
     }
@@ -292,13 +287,20 @@ fn write_curve(path: &Path, curve: &[CurvePoint], report: &AuditReport) -> Resul
             p.documents, p.scored, p.green, p.log10_p_value
         ));
     }
-    std::fs::write(&csv_path, csv).map_err(|e| anyhow!("{}: {e}", csv_path.display()))?;
     let png_path = path.with_extension("png");
-    draw_curve(&png_path, curve, report)?;
+    let png = draw_curve(&png_path, curve, report)?;
+    // Both are checked before either is written, so a refusal leaves nothing half done.
+    for out in [&csv_path, &png_path] {
+        if !force && std::fs::symlink_metadata(out).is_ok() {
+            bail!("{}: exists; pass --force to replace it", out.display());
+        }
+    }
+    watermark_core::write_output(&csv_path, csv.as_bytes(), force)?;
+    watermark_core::write_output(&png_path, &png, force)?;
     Ok(())
 }
 
-fn draw_curve(path: &Path, curve: &[CurvePoint], report: &AuditReport) -> Result<()> {
+fn draw_curve(path: &Path, curve: &[CurvePoint], report: &AuditReport) -> Result<Vec<u8>> {
     use tracemark_plot::{Chart, ReferenceLine, Series};
     let points = curve
         .iter()
@@ -318,7 +320,7 @@ fn draw_curve(path: &Path, curve: &[CurvePoint], report: &AuditReport) -> Result
         format!("FPR {}", format_fpr(report.header.fpr.get())),
     ));
     chart
-        .save_png(path, 900, 560)
+        .render_png(900, 560)
         .map_err(|e| anyhow!("{}: {e}", path.display()))
 }
 
@@ -329,7 +331,9 @@ fn print_report(
     out: &mut impl Write,
 ) -> Result<()> {
     let s = &report.header.score;
-    let verdict = if report.header.watermarked {
+    let verdict = if s.scored == 0 {
+        "nothing to score: no token of the suspect could be scored"
+    } else if report.header.watermarked {
         "WATERMARKED: the suspect carries the watermark"
     } else {
         "not watermarked"

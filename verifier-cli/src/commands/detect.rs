@@ -1,8 +1,9 @@
 //! `tracemark detect`: read documents, score each with watermark-core, print a table or JSONL.
 //!
 //! Exit status: 0 when every document was scored (whatever the verdict), 1 on any error (bad
-//! input, profile, key or tokenizer), 2 on a usage error (clap), and 3 with
-//! `--fail-if-watermarked` when some document is judged watermarked.
+//! input, profile, key or tokenizer), 2 on a usage error (clap), 3 with
+//! `--fail-if-watermarked` when some document is judged watermarked, 4 when some document had
+//! nothing to score.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -16,7 +17,7 @@ use watermark_core::TextTokenizer;
 use watermark_core::{detect, DetectOptions, Detection, TokenStatus};
 use watermark_core::{Error, Fpr, GreenList, SPEC_VERSION};
 
-use super::load_tokenizer;
+use super::tokenizer;
 use crate::exit::ExitStatus;
 use crate::input::{BodyFields, Content, Document, Input, IoWording};
 use crate::numbers::{fixed, format_fpr, format_p};
@@ -39,7 +40,9 @@ Exit status:
   0  every document was scored (whatever the verdict)
   1  an error: bad input, profile, key or tokenizer
   2  command-line usage error
-  3  with --fail-if-watermarked: some document was judged watermarked";
+  3  with --fail-if-watermarked: some document was judged watermarked
+  4  some document had no token that could be scored (too short for the window, or every
+     token excluded): its verdict is \"nothing to score\", not \"not watermarked\"";
 
 /// Arguments of `tracemark detect`.
 #[derive(Debug, Args)]
@@ -107,9 +110,9 @@ struct DetectionLine<'a> {
 }
 
 pub fn run(args: &DetectArgs, out: &mut impl Write) -> Result<ExitStatus> {
-    let profile = Profile::load(&args.profile)?;
-    let green = profile.green_list()?;
-    let fpr = args.fpr.unwrap_or(profile.fpr.get());
+    let session = Profile::open(&args.profile)?.with_tokenizer_file(args.tokenizer.as_deref());
+    let green = session.green_list();
+    let fpr = args.fpr.unwrap_or(session.fpr().get());
     if !(fpr > 0.0 && fpr < 1.0) {
         bail!("false-positive rate {} must lie in (0, 1)", fpr);
     }
@@ -122,7 +125,7 @@ pub fn run(args: &DetectArgs, out: &mut impl Write) -> Result<ExitStatus> {
 
     let documents = read_documents(args)?;
     let tokenizer = if documents.iter().any(Document::needs_tokenizer) {
-        Some(load_tokenizer(&profile, args.tokenizer.as_deref())?)
+        Some(tokenizer(&session)?)
     } else {
         None
     };
@@ -130,7 +133,7 @@ pub fn run(args: &DetectArgs, out: &mut impl Write) -> Result<ExitStatus> {
     let show_tokens = args.tokens && !args.json;
     let scored = documents
         .into_iter()
-        .map(|doc| score(doc, &green, tokenizer.as_ref(), &options, show_tokens))
+        .map(|doc| score(doc, green, tokenizer, &options, show_tokens))
         .collect::<Result<Vec<_>>>()?;
 
     if args.json {
@@ -162,7 +165,12 @@ pub fn run(args: &DetectArgs, out: &mut impl Write) -> Result<ExitStatus> {
     }
 
     let any_flagged = scored.iter().any(Scored::judged_watermarked);
-    Ok(ExitStatus::verdict(args.fail_if_watermarked, any_flagged))
+    let unscored = scored.iter().any(|s| s.detection.header.score.scored == 0);
+    Ok(ExitStatus::verdict(
+        args.fail_if_watermarked,
+        any_flagged,
+        unscored,
+    ))
 }
 
 /// Every document of every input, in order. All are read before any is scored, so that a
@@ -184,7 +192,7 @@ fn read_documents(args: &DetectArgs) -> Result<Vec<Document>> {
         };
         let jsonl = args.jsonl || (!is_stdin && path.to_string_lossy().ends_with(".jsonl"));
         if jsonl {
-            let mut lines = input.lines();
+            let mut lines = input.lines()?;
             for line in lines.by_ref() {
                 documents.push(line?.document(BodyFields::Document)?);
             }
@@ -287,7 +295,9 @@ fn print_table(scored: &[Scored], windowed: bool, out: &mut impl Write) -> Resul
 
 fn row(s: &Scored, windowed: bool) -> Vec<String> {
     let d = &s.detection;
-    let verdict = if d.header.watermarked {
+    let verdict = if d.header.score.scored == 0 {
+        "nothing to score"
+    } else if d.header.watermarked {
         "WATERMARKED"
     } else if s.judged_watermarked() {
         "WATERMARKED (window)"

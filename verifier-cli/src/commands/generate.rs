@@ -86,6 +86,8 @@ pub fn run(args: &GenerateArgs, out: &mut impl Write) -> Result<()> {
         return synthetic(args, &profile, green, sampling, out);
     }
     let prompts = match (&args.prompt, &args.prompts) {
+        // The same rule as a --prompts line: an empty prompt is refused.
+        (Some(p), None) if p.trim().is_empty() => bail!("--prompt: the prompt is empty"),
         (Some(p), None) => vec![Prompt {
             prompt: p.clone(),
             id: None,
@@ -167,7 +169,7 @@ fn read_prompts(path: &Path) -> Result<Vec<Prompt>> {
     let name = path.display();
     let mut prompts = Vec::new();
     let mut first_refusal = None;
-    for line in Input::file(path, IoWording::CannotRead)?.lines() {
+    for line in Input::file(path, IoWording::CannotRead)?.lines()? {
         let line = match line {
             Ok(line) => line,
             Err(InputError::NotUtf8 { .. }) => bail!("{name}: not valid UTF-8 text"),

@@ -5,28 +5,16 @@ pub mod detect;
 pub mod generate;
 pub mod keygen;
 
-use std::path::Path;
+use anyhow::{anyhow, Result};
+use watermark_core::{Error, ProfileSession, TextTokenizer};
 
-use anyhow::{anyhow, Context, Result};
-use watermark_core::Error;
-use watermark_core::Profile;
-use watermark_core::TextTokenizer;
-
-/// The tokenizer for text input: `--tokenizer`, else the profile's, checked against it.
-pub(crate) fn load_tokenizer(profile: &Profile, given: Option<&Path>) -> Result<TextTokenizer> {
-    let path = match given {
-        Some(path) => path.to_path_buf(),
-        None => {
-            let binding = profile.tokenizer.as_ref().ok_or(Error::NoTokenizer)?;
-            let path = binding.path.as_ref().ok_or_else(|| {
-                anyhow!("the profile records no tokenizer path; pass --tokenizer FILE")
-            })?;
-            profile.resolve(path)
+/// The session's tokenizer for text input (`--tokenizer`, else the profile's, checked against
+/// it), with the core's refusal reworded for the command line.
+pub(crate) fn tokenizer(session: &ProfileSession) -> Result<&TextTokenizer> {
+    session.tokenizer().map_err(|e| match e {
+        Error::NoTokenizerPath => {
+            anyhow!("the profile records no tokenizer path; pass --tokenizer FILE")
         }
-    };
-    let tokenizer = TextTokenizer::from_file(&path)?;
-    profile
-        .check_tokenizer(tokenizer.fingerprint())
-        .with_context(|| path.display().to_string())?;
-    Ok(tokenizer)
+        other => other.into(),
+    })
 }
