@@ -55,7 +55,7 @@ python: ## Build and install the Python package (watermark-py) into watermark-py
 test-python: python ## pytest of the Python package: against the Rust CLI, and llama-cpp-python end to end
 	@bash scripts/fetch-model.sh >/dev/null
 	$(CARGO) build -p verifier-cli
-	TRACEMARK_BIN="$${CARGO_TARGET_DIR:-target}/debug/tracemark" TRACEMARK_REQUIRE_MODEL=1 TRACEMARK_REQUIRE_LLAMA_CPP=1 \
+	TRACEMARK_BIN="$${CARGO_TARGET_DIR:-target}/debug/tracemark" TRACEMARK_REQUIRE_MODEL=1 TRACEMARK_REQUIRE_LLAMA_CPP=1 TRACEMARK_REQUIRE_MYPY=1 \
 	  watermark-py/.venv/bin/python -m pytest -q watermark-py/tests
 
 bench-python: python ## Per-step cost of the Python hook against transformers' WatermarkLogitsProcessor

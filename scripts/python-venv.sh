@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Makes the Python test environment of watermark-py: a virtual environment at
-# ${TRACEMARK_VENV:-watermark-py/.venv} with numpy, pytest, pyarrow and llama-cpp-python. Prints its
-# python.
+# ${TRACEMARK_VENV:-watermark-py/.venv} with numpy, pytest, pyarrow, mypy (for stubtest) and
+# llama-cpp-python. Prints its python.
 #
 # llama-cpp-python ships as source and compiles llama.cpp (about 6 minutes on 2 cores). It is
 # built once into ${TRACEMARK_CACHE:-~/.cache/tracemark}/wheels and reused from there, with
@@ -22,7 +22,7 @@ if [ ! -x "$venv/bin/python" ]; then
   "$PYTHON" -m venv "$venv" >&2
 fi
 py="$venv/bin/python"
-"$py" -m pip install "${pip[@]}" "numpy>=1.21" "pytest>=7" "pyarrow>=14" >&2
+"$py" -m pip install "${pip[@]}" "numpy>=1.21" "pytest>=7" "pyarrow>=14" "mypy>=1.18" >&2
 
 if ! "$py" -c "import llama_cpp" 2>/dev/null; then
   mkdir -p "$cache"

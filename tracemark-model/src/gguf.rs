@@ -30,16 +30,18 @@ const MAX_ALIGNMENT: u64 = 1 << 20;
 /// Opens `path`, checks it (see the module docs) and parses its header with candle. The file
 /// is returned positioned anywhere: readers of tensors seek.
 pub(crate) fn open(path: &Path) -> Result<(File, Content)> {
-    let file = File::open(path).map_err(|e| match e.kind() {
+    let missing = |e: std::io::Error| match e.kind() {
         std::io::ErrorKind::NotFound => Error::ModelMissing {
             path: path.to_path_buf(),
         },
         _ => Error::io(path, e),
-    })?;
-    let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+    };
+    // Checked before opening: opening a FIFO to read waits for a writer, forever.
+    let meta = std::fs::metadata(path).map_err(missing)?;
     if !meta.is_file() {
         return Err(Error::gguf(path, "not a regular file"));
     }
+    let file = File::open(path).map_err(missing)?;
     let mut reader = BufReader::new(file);
     check(&mut reader, meta.len()).map_err(|reason| Error::gguf(path, reason))?;
     reader

@@ -10,14 +10,15 @@ use crate::error::{Error, Result};
 /// Reads the regular file at `path`, refusing anything else and anything over `limit` bytes.
 /// `what` names the file in errors ("key file", "profile").
 pub fn read_limited(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+    // Checked before opening: opening a FIFO to read waits for a writer, forever.
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
     if !meta.is_file() {
         return Err(Error::Unreadable {
             path: path.to_path_buf(),
             reason: format!("the {what} is not a regular file"),
         });
     }
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut bytes = Vec::with_capacity(meta.len().min(limit) as usize);
     file.take(limit.saturating_add(1))
         .read_to_end(&mut bytes)

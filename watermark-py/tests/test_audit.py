@@ -66,3 +66,61 @@ def test_reading_mode_and_bad_input(small_profile):
         audit.add_reading(text, text[:-1])
     with pytest.raises(tracemark.InputError, match="false-positive rate"):
         tracemark.Audit(wm, fpr=2.0)
+
+
+def test_add_outputs_is_all_or_nothing(small_profile):
+    wm = tracemark.Watermark.from_profile(small_profile)
+    docs = [d["tokens"] for d in _docs(wm)]
+    audit = tracemark.Audit(wm)
+    audit.add_output(docs[0])
+    before = audit.report()
+    # A later document (or prompt) refused: nothing of the batch is added.
+    with pytest.raises(tracemark.InputError, match="token id 1000 is outside the vocabulary"):
+        audit.add_outputs([docs[1], docs[2] + [1000]])
+    with pytest.raises(tracemark.InputError, match="outside the vocabulary"):
+        audit.add_outputs([docs[1], docs[2]], [None, [5, 1000]])
+    with pytest.raises(TypeError):
+        audit.add_outputs([docs[1], [1, "2"]])
+    with pytest.raises(tracemark.InputError, match="2 responses but 1 prompts"):
+        audit.add_outputs([docs[1], docs[2]], [None])
+    assert audit.report() == before
+    assert audit.curve()[-1]["documents"] == 1
+    # And the audit goes on as if the failed batches had never been offered.
+    audit.add_outputs([docs[1], docs[2]])
+    fresh = tracemark.Audit(wm)
+    fresh.add_outputs(docs[:3])
+    assert audit.report() == fresh.report()
+
+
+@pytest.mark.parametrize(
+    "flags, off",
+    [
+        ({"deduplicate": False}, ["deduplicate"]),
+        ({"exclude_context": False}, ["exclude_context"]),
+        ({"deduplicate": False, "exclude_context": False}, ["deduplicate", "exclude_context"]),
+    ],
+)
+def test_rules_turned_off_are_reported_and_invalidate_the_p_value(small_profile, flags, off):
+    import json
+
+    wm = tracemark.Watermark.from_profile(small_profile)
+    docs = _docs(wm)
+    audit = tracemark.Audit(wm, **flags)
+    audit.add_outputs([d["tokens"] for d in docs], [d.get("prompt_tokens") for d in docs])
+    report = audit.report()
+    assert report["valid"] is False
+    assert report["rules_off"] == off
+    assert json.loads(json.dumps(report))["rules_off"] == off
+    # Everything else is the core's report of such an audit.
+    assert report["documents"] == len(docs)
+    for rule in ("deduplicate", "exclude_context", "valid", "rules_off"):
+        assert rule in tracemark.Audit.__doc__
+
+
+def test_an_audit_with_every_rule_on_reports_no_validity_fields(small_profile):
+    # The default report is exactly the CLI's (compared field by field above): no extra keys.
+    wm = tracemark.Watermark.from_profile(small_profile)
+    audit = tracemark.Audit(wm, deduplicate=True, exclude_context=True)
+    audit.add_output(list(range(100)))
+    report = audit.report()
+    assert "valid" not in report and "rules_off" not in report

@@ -98,3 +98,84 @@ def test_bad_parameters_and_missing_tokenizer(tmp_path, small_profile):
         bare.detect_text("hello there")
     with pytest.raises(tracemark.InputError, match="vocabulary size 0"):
         tracemark.Watermark.from_key_file(key, 0)
+
+
+def test_huge_token_ids_are_out_of_range(wm):
+    row = np.zeros(1000, dtype=np.float32)
+    # Ints beyond 64 bits are ints all the same: the message says out of range, not "not an int".
+    for big in (2**70, -(2**70), 2**64, 2**32):
+        with pytest.raises(tracemark.InputError, match="not a valid token id: out of range"):
+            wm.apply(row, [1, big])
+        with pytest.raises(tracemark.InputError, match="out of range"):
+            wm.detect([1, 2, big])
+    with pytest.raises(tracemark.InputError, match="out of range"):
+        wm.is_green([1, 2], 2**70)
+    with pytest.raises(tracemark.InputError, match="5000000000 is not a valid token id: out of range"):
+        wm.detect(np.array([1, 2, 5_000_000_000], dtype=np.uint64))
+    with pytest.raises(TypeError, match="must be ints, got str"):
+        wm.is_green([1, 2], "7")
+    assert np.all(row == 0)
+
+
+def test_mappings_and_sets_are_not_token_sequences(wm):
+    row = np.zeros(1000, dtype=np.float32)
+    # A dict has a length and d[0] may even exist: refused before it is read, not a KeyError.
+    with pytest.raises(TypeError, match=r"sequence of ints.*got a mapping \(dict\)"):
+        wm.apply(row, {0: 1, 1: 2})
+    with pytest.raises(TypeError, match="mapping"):
+        wm.apply(row, {5: 1})
+    with pytest.raises(TypeError, match="mapping"):
+        wm.detect({0: 1, 1: 2, 2: 3})
+    with pytest.raises(TypeError, match="mapping"):
+        wm.detect([1, 2, 3], prompt={0: 4})
+    with pytest.raises(TypeError, match="got set"):
+        wm.detect({1, 2, 3})
+    # Batches of documents or contexts: a dict would otherwise be read by its keys.
+    with pytest.raises(TypeError, match=r"contexts.*mapping"):
+        wm.apply(np.zeros((2, 1000), dtype=np.float32), {0: [1, 2], 1: [3, 4]})
+    with pytest.raises(TypeError, match=r"documents.*mapping"):
+        wm.detect_batch({0: [1, 2, 3]})
+    with pytest.raises(TypeError, match=r"prompts.*mapping"):
+        wm.detect_batch([[1, 2, 3]], prompts={0: [4]})
+    with pytest.raises(TypeError, match=r"documents.*string"):
+        wm.detect_batch("1 2 3")
+    assert np.all(row == 0)
+
+
+KEY_READER = r"""
+import resource, sys
+# If the key file were read to its end, /dev/zero would fill memory: fail fast instead.
+resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+import tracemark
+try:
+    tracemark.Watermark.from_key_file(sys.argv[1], 1000)
+except tracemark.ProfileError as e:
+    print("refused:", e)
+"""
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_key_file_that_is_not_a_regular_file_is_refused_without_hanging(tmp_path, kind):
+    import os
+    import subprocess
+    import sys
+
+    if kind == "fifo":
+        if not hasattr(os, "mkfifo"):
+            pytest.skip("no FIFOs on this platform")
+        path = tmp_path / "tracemark.key"
+        os.mkfifo(path)  # nobody writes: opening it to read would wait forever
+    else:
+        path = "/dev/zero"  # never ends
+        if not os.path.exists(path):
+            pytest.skip("no /dev/zero on this platform")
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", KEY_READER, str(path)], capture_output=True, text=True, timeout=60, env=env
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"Watermark.from_key_file hung on a {kind}")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("refused:") and "not a regular file" in result.stdout, result.stdout
+    assert str(path) in result.stdout

@@ -1,10 +1,30 @@
-# Stubs of the compiled module (src/lib.rs). tests/test_stubs.py checks that every public name
-# and method of the module is here and that nothing here is missing from the module.
+# Stubs of the compiled module (src/). tests/test_stubs.py runs `python -m mypy.stubtest
+# tracemark._native` against them: names, signatures, and which classes are final must match.
+# pyo3 classes take their arguments in __new__ (there is no __init__) and cannot be subclassed.
 import os
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
+import pathlib
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Union, final
 
 import numpy as np
 import numpy.typing as npt
+
+__all__ = [
+    "TracemarkError",
+    "ProfileError",
+    "InputError",
+    "SPEC_VERSION",
+    "DEFAULT_FPR",
+    "__version__",
+    "Scheme",
+    "Profile",
+    "Watermark",
+    "Score",
+    "Windowed",
+    "Detection",
+    "TupleSet",
+    "WindowFilter",
+    "Audit",
+]
 
 __version__: str
 SPEC_VERSION: str
@@ -17,8 +37,9 @@ class TracemarkError(ValueError): ...
 class ProfileError(TracemarkError): ...
 class InputError(TracemarkError): ...
 
+@final
 class Scheme:
-    def __init__(self, seeding: str = "previous", width: int = 2, gamma: float = 0.25, delta: float = 2.0) -> None: ...
+    def __new__(cls, seeding: str = "previous", width: int = 2, gamma: float = 0.25, delta: float = 2.0) -> Scheme: ...
     @property
     def seeding(self) -> str: ...
     @property
@@ -32,15 +53,16 @@ class Scheme:
     @property
     def context_width(self) -> int: ...
 
+@final
 class Profile:
     @staticmethod
     def load(path: _Path) -> Profile: ...
     @property
-    def path(self) -> str: ...
+    def path(self) -> pathlib.Path: ...
     @property
     def spec(self) -> str: ...
     @property
-    def key_file(self) -> str: ...
+    def key_file(self) -> pathlib.Path: ...
     @property
     def key_fingerprint(self) -> str: ...
     @property
@@ -52,11 +74,12 @@ class Profile:
     @property
     def tokenizer_fingerprint(self) -> Optional[str]: ...
     @property
-    def tokenizer_path(self) -> Optional[str]: ...
+    def tokenizer_path(self) -> Optional[pathlib.Path]: ...
     def watermark(self) -> Watermark: ...
 
+@final
 class Score:
-    def __init__(self, scored: int, green: int, gamma: float) -> None: ...
+    def __new__(cls, scored: int, green: int, gamma: float) -> Score: ...
     @staticmethod
     def merge(parts: Iterable[Union[Score, Detection]]) -> Score: ...
     @property
@@ -76,6 +99,7 @@ class Score:
     def is_significant(self, fpr: float) -> bool: ...
     def to_dict(self) -> Dict[str, Any]: ...
 
+@final
 class Windowed:
     @property
     def start(self) -> int: ...
@@ -91,6 +115,7 @@ class Windowed:
     def watermarked(self) -> bool: ...
     def to_dict(self) -> Dict[str, Any]: ...
 
+@final
 class Detection:
     @property
     def spec(self) -> str: ...
@@ -126,10 +151,12 @@ class Detection:
     def token_statuses(self) -> Optional[List[str]]: ...
     def to_dict(self) -> Dict[str, Any]: ...
 
+@final
 class TupleSet:
-    def __init__(self) -> None: ...
+    def __new__(cls) -> TupleSet: ...
     def __len__(self) -> int: ...
 
+@final
 class Watermark:
     @staticmethod
     def from_profile(path: _Path) -> Watermark: ...
@@ -170,21 +197,30 @@ class Watermark:
         self, values: _Ids, offsets: _Ids, *, fpr: Optional[float] = None, corpus_dedup: bool = False, seen: Optional[TupleSet] = None
     ) -> List[Detection]: ...
 
+@final
 class WindowFilter:
-    def __init__(self, watermark: Watermark) -> None: ...
+    def __new__(cls, watermark: Watermark) -> WindowFilter: ...
     def add_text(self, tokens: _Ids, prompt: Optional[_Ids] = None) -> None: ...
     def __len__(self) -> int: ...
 
+@final
 class Audit:
-    def __init__(
-        self,
+    """A running pooled audit of a suspect model (`tracemark audit`).
+
+    `deduplicate=False` and `exclude_context=False` turn off the rules that make the pooled
+    p-value valid (for tests and demonstrations only); `report()` then holds `"valid": False`
+    and `"rules_off"`, the names of the rules turned off.
+    """
+
+    def __new__(
+        cls,
         watermark: Watermark,
         *,
         fpr: Optional[float] = None,
         filter: Optional[WindowFilter] = None,
         deduplicate: bool = True,
         exclude_context: bool = True,
-    ) -> None: ...
+    ) -> Audit: ...
     def add_output(self, response: _Ids, prompt: Optional[_Ids] = None) -> None: ...
     def add_outputs(self, responses: Iterable[_Ids], prompts: Optional[Iterable[Optional[_Ids]]] = None) -> None: ...
     def add_reading(self, text: _Ids, predictions: _Ids, prompt: Optional[_Ids] = None) -> None: ...
