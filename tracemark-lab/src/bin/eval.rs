@@ -8,7 +8,6 @@ use clap::Parser;
 use tracemark_lab::eval::{self, EvalConfig, EvalInputs, Size};
 use tracemark_model::generate::Generator;
 use tracemark_model::llama::LoadOptions;
-use tracemark_model::GgufTokenizer;
 
 /// Power, theory check, quality, false positives and robustness of the watermark on the default
 /// model, written as Markdown tables and PNG plots.
@@ -70,9 +69,6 @@ fn main() -> anyhow::Result<()> {
         ..LoadOptions::default()
     };
     let generator = Generator::load(&model_path, &options)?;
-    let stop_ids = GgufTokenizer::from_file(&model_path)?
-        .special_tokens()
-        .stop_ids();
     let model_note = if args.fast_matmul {
         "Q8_0 weights, fast_matmul kernel (less faithful)".to_string()
     } else {
@@ -80,7 +76,6 @@ fn main() -> anyhow::Result<()> {
     };
     let inputs = EvalInputs {
         generator: &generator,
-        stop_ids,
         prompts,
         corpus,
         model_note,

@@ -29,7 +29,7 @@ use watermark_core::{GreenList, Scheme, SecretKey, Seeding};
 
 use attacks::{apply_edit, auc, paste, Edit};
 use corpus::HumanDoc;
-use generation::{Generated, Job, Lengths};
+use generation::{Generated, Job, Limits};
 use report::{frac, num, pct, table};
 
 /// What the evaluation can fail on.
@@ -347,8 +347,6 @@ pub fn read_prompts(path: &Path) -> Result<Vec<EvalPrompt>> {
 #[derive(Debug)]
 pub struct EvalInputs<'a> {
     pub generator: &'a Generator,
-    /// Tokens that end a generation.
-    pub stop_ids: Vec<u32>,
     pub prompts: Vec<EvalPrompt>,
     pub corpus: Vec<HumanDoc>,
     /// How the model was loaded, for the report ("exact Q8_0 kernels", "fast_matmul").
@@ -602,13 +600,13 @@ pub fn run(
         configs.len(),
         cfg.batch_size
     ));
-    let lengths = Lengths {
+    let lengths = Limits {
         max_tokens: cfg.max_tokens,
         min_tokens: cfg.max_tokens,
         batch_size: cfg.batch_size,
     };
     let gen_start = Instant::now();
-    let mut generated = generation::generate(model, &inputs.stop_ids, &jobs, lengths, |d, t| {
+    let mut generated = generation::generate(generator, &jobs, lengths, |d, t| {
         let secs = gen_start.elapsed().as_secs_f64();
         log(&format!("  {d}/{t} texts, {secs:.0} s"));
     })?
@@ -1276,18 +1274,12 @@ fn paraphrase(
     if jobs.is_empty() {
         return Ok(None);
     }
-    let lengths = Lengths {
+    let lengths = Limits {
         max_tokens: cfg.paraphrase_tokens,
         min_tokens: 0,
         batch_size: cfg.batch_size,
     };
-    let out = generation::generate(
-        generator.model(),
-        &inputs.stop_ids,
-        &jobs,
-        lengths,
-        |_, _| {},
-    )?;
+    let out = generation::generate(generator, &jobs, lengths, |_, _| {})?;
     let (rw, rp) = out.split_at(wm.len());
     let sw: Vec<Option<Score>> = rw
         .iter()
