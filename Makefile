@@ -19,6 +19,7 @@ test: lint ## Every test: fmt, clippy, unit, property, statistical, model end-to
 lint: ## cargo fmt --check and clippy with warnings as errors
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets --all-features -- -D warnings
+	$(CARGO) check -p watermark-core --no-default-features
 
 fmt: ## Format the code
 	$(CARGO) fmt --all

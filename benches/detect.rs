@@ -17,8 +17,8 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use watermark_core::audit::{Audit, AuditOptions};
-use watermark_core::detect::{detect, DetectOptions};
+use watermark_core::{detect, DetectOptions};
+use watermark_core::{Audit, AuditOptions};
 use watermark_core::{GreenList, Scheme, SecretKey, Seeding};
 
 const N: usize = 1_000_000;
@@ -110,7 +110,7 @@ fn detect_throughput(c: &mut Criterion) {
             let d = detect(green, &[], ids, &options).expect("detects");
             eprintln!(
                 "detect/{scheme_name}/{stream_name}: {} tokens, {} scored, {} repeated, {} too little context, green fraction {:.4}",
-                d.tokens, d.score.scored, d.ignored.repeated, d.ignored.too_little_context, d.score.green_fraction
+                d.header.tokens, d.header.score.scored, d.ignored.repeated, d.ignored.too_little_context, d.header.score.green_fraction
             );
             group.bench_function(
                 BenchmarkId::new(scheme_name, format!("{stream_name}/1M")),
@@ -150,7 +150,7 @@ fn audit_throughput(c: &mut Criterion) {
         let r = run(reading);
         eprintln!(
             "audit/{name}: {} documents, {} tokens, {} scored, skipped {:?}",
-            r.documents, r.tokens, r.score.scored, r.skipped
+            r.documents, r.header.tokens, r.header.score.scored, r.skipped
         );
         group.bench_function(BenchmarkId::new(name, "zipf5000/1M"), |b| {
             b.iter(|| black_box(run(reading)))

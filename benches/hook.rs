@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use watermark_core::hook::{apply_watermark, apply_watermark_batch, apply_watermark_candidates};
-use watermark_core::synthetic::SyntheticLm;
+use watermark_core::SyntheticLm;
 use watermark_core::{GreenList, Scheme, SecretKey, Seeding};
 
 const VOCABS: [u32; 5] = [32_000, 49_152, 128_256, 151_936, 256_000];

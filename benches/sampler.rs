@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use watermark_core::hook::apply_watermark;
-use watermark_core::sampler::{Sampling, WatermarkSampler};
-use watermark_core::synthetic::{softmax, SyntheticLm};
+use watermark_core::{softmax, SyntheticLm};
 use watermark_core::{GreenList, Scheme, SecretKey};
+use watermark_core::{Sampling, WatermarkSampler};
 
 const VOCAB: u32 = 49_152;
 /// Gumbel scale of the synthetic logits: with seed 42 this row has an entropy of 3.55 nats and

@@ -491,6 +491,110 @@ fn errors_are_one_line_and_exit_1() {
 }
 
 #[test]
+fn generate_refuses_a_bad_prompt_file_before_loading_a_model() {
+    let mut sb = Sandbox::new("prompts");
+    sb.keygen("k", "--vocab-size 1000");
+    // The prompts are read first: no model is needed to refuse them.
+    sb.env
+        .push(("TRACEMARK_MODEL".into(), "/nonexistent/model.gguf".into()));
+    let generate = "generate --profile k/profile.toml --prompts";
+    let need = "malformed JSONL line (need a `prompt` string)";
+    sb.write("syntax.jsonl", "{\"prompt\": \"hi\"}\n{\"prompt\": \n");
+    assert_error(
+        &sb.run(&format!("{generate} syntax.jsonl")),
+        &format!("syntax.jsonl:2: {need}: EOF while parsing"),
+    );
+    sb.write("missing.jsonl", "\n{\"text\": \"hi\"}\n");
+    assert_error(
+        &sb.run(&format!("{generate} missing.jsonl")),
+        &format!("missing.jsonl:2: {need}: missing field `prompt`"),
+    );
+    sb.write("number.jsonl", "{\"prompt\": 5}\n");
+    assert_error(
+        &sb.run(&format!("{generate} number.jsonl")),
+        &format!("number.jsonl:1: {need}: invalid type: integer `5`"),
+    );
+    sb.write(
+        "blank.jsonl",
+        "{\"prompt\": \"ok\"}\n{\"prompt\": \"  \"}\n",
+    );
+    assert_error(
+        &sb.run(&format!("{generate} blank.jsonl")),
+        "blank.jsonl:2: the prompt is empty",
+    );
+    sb.write("none.jsonl", "\n \n");
+    assert_error(
+        &sb.run(&format!("{generate} none.jsonl")),
+        "none.jsonl: no prompts",
+    );
+    // Invalid UTF-8 anywhere is reported for the whole file, before any bad line.
+    sb.write("utf.jsonl", b"nope\n{\"prompt\": \"ok\"}\n\xff\n");
+    assert_error(
+        &sb.run(&format!("{generate} utf.jsonl")),
+        "utf.jsonl: not valid UTF-8 text",
+    );
+    assert_error(
+        &sb.run(&format!("{generate} nowhere.jsonl")),
+        "nowhere.jsonl: cannot read",
+    );
+    // A good file (byte-order mark, CRLF, fields generate does not use) gets as far as the model.
+    sb.write(
+        "ok.jsonl",
+        "\u{feff}{\"prompt\": \"ok\", \"id\": 1, \"tokens\": \"unused\"}\r\n",
+    );
+    assert_error(&sb.run(&format!("{generate} ok.jsonl")), "make model");
+    sb.finish();
+}
+
+#[test]
+fn every_command_reads_the_same_jsonl() {
+    let mut sb = Sandbox::new("schema");
+    setup_generated(&mut sb);
+    // `generate --json` lines, and the same answers as a suspect's log: prompt_tokens and
+    // response_tokens, with a byte-order mark, CRLF line ends and empty lines.
+    let records = json_lines(&sb.read("wm.jsonl"));
+    let mut log = String::from("\u{feff}");
+    for r in &records {
+        let line = serde_json::json!({"prompt_tokens": r["prompt_tokens"], "response_tokens": r["tokens"]});
+        log.push_str(&format!("{line}\r\n\r\n"));
+    }
+    sb.write("log.jsonl", &log);
+    let mut reports = Vec::new();
+    for input in ["wm.jsonl", "log.jsonl"] {
+        let run = sb.run(&format!(
+            "audit --profile k/profile.toml --suspect {input} --json"
+        ));
+        assert_eq!(run.code, 0, "{run:?}");
+        let report: Value = serde_json::from_str(run.stdout.trim()).expect("one JSON object");
+        reports.push(report);
+    }
+    assert_eq!(reports[0]["documents"], 5);
+    for field in ["documents", "tokens", "scored", "green", "log10_p_value"] {
+        assert_eq!(reports[0][field], reports[1][field], "{field}");
+    }
+    // detect reads `tokens`, not `response_tokens`; its lines name the line they are on.
+    let run = sb.run("detect --profile k/profile.toml log.jsonl");
+    assert_error(
+        &run,
+        "log.jsonl:1: needs a `text` string or a `tokens` array",
+    );
+
+    // Standard input: `<stdin>:N` for detect, `-:N` for audit.
+    let bad = b"{\"tokens\": [1, 2, 3]}\n[1, 2]\n";
+    let run = sb.run_with_stdin("detect --profile k/profile.toml --jsonl", Some(bad));
+    assert_error(
+        &run,
+        "<stdin>:2: malformed JSONL line: expected a JSON object",
+    );
+    let run = sb.run_with_stdin(
+        "audit --profile k/profile.toml --suspect -",
+        Some(bad.as_slice()),
+    );
+    assert_error(&run, "-:2: malformed JSONL line: expected a JSON object");
+    sb.finish();
+}
+
+#[test]
 fn usage_errors_exit_2_and_help_explains() {
     let mut sb = Sandbox::new("usage");
     assert_eq!(sb.run("detect wm.jsonl").code, 2);
@@ -825,6 +929,102 @@ fn audit_reads_texts_through_a_suspect_model() {
             "audit --profile other/profile.toml --suspect-model {model} --texts ours.jsonl"
         )),
         "binds no tokenizer",
+    );
+    sb.finish();
+}
+
+/// Issue 11, one regression per item the CLI owns: outputs are never overwritten nor written
+/// through a link, an endless line is cut at the bound, a key file is not read as a document,
+/// a document with nothing to score says so with its own exit status, an empty prompt is
+/// refused, and hostile model files and shared keys end in one error line.
+#[test]
+fn hostile_and_careless_input_gets_one_clear_refusal() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut sb = Sandbox::new("hostile");
+    sb.keygen("k", "--vocab-size 1000");
+    let doc = |n: usize| {
+        let ids: Vec<String> = (0..n).map(|i| ((i * 7919) % 1000).to_string()).collect();
+        format!("{{\"tokens\": [{}]}}\n", ids.join(", "))
+    };
+    sb.write("s.jsonl", doc(300));
+
+    // 1. --curve: an existing file is refused (both checked first), --force replaces it, and a
+    // symbolic link is never written through.
+    sb.write("c.csv", "precious");
+    assert_error(
+        &sb.run("audit --profile k/profile.toml --suspect s.jsonl --curve c"),
+        "pass --force",
+    );
+    assert_eq!(sb.read("c.csv"), "precious");
+    assert!(!sb.path("c.png").exists(), "nothing written when refused");
+    let run = sb.run("audit --profile k/profile.toml --suspect s.jsonl --curve c --force");
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(sb.read("c.csv").starts_with("documents,scored"));
+    sb.write("victim", "precious");
+    std::os::unix::fs::symlink(sb.path("victim"), sb.path("l.png")).expect("symlink");
+    assert_error(
+        &sb.run("audit --profile k/profile.toml --suspect s.jsonl --curve l --force"),
+        "symbolic link",
+    );
+    assert_eq!(sb.read("victim"), "precious");
+
+    // 2-3. A line longer than the bound, even one with no end, is refused at the bound.
+    sb.env
+        .push(("TRACEMARK_MAX_DOCUMENT_BYTES".into(), "4096".into()));
+    sb.write("long.jsonl", doc(2000));
+    assert_error(
+        &sb.run("audit --profile k/profile.toml --suspect long.jsonl"),
+        "long.jsonl:1: longer than 4096 bytes",
+    );
+    assert_error(
+        &sb.run("audit --profile k/profile.toml --suspect /dev/zero"),
+        "longer than 4096 bytes",
+    );
+    sb.env.clear();
+
+    // 5. A key file given as a document is refused, and its secret never printed (finish()).
+    assert_error(
+        &sb.run("detect --profile k/profile.toml --tokens k/tracemark.key"),
+        "tracemark key file",
+    );
+    assert_error(
+        &sb.run("detect --profile k/profile.toml --jsonl k/tracemark.key"),
+        "tracemark key file",
+    );
+
+    // 8. Nothing to score: a distinct verdict and exit status, not "not watermarked".
+    sb.write("short.jsonl", "{\"tokens\": [5]}\n");
+    let run = sb.run("detect --profile k/profile.toml short.jsonl");
+    assert_eq!(run.code, 4, "{run:?}");
+    assert!(run.stdout.contains("nothing to score"), "{}", run.stdout);
+    let run = sb.run("audit --profile k/profile.toml --suspect short.jsonl");
+    assert_eq!(run.code, 4, "{run:?}");
+    assert!(run.stdout.contains("nothing to score"), "{}", run.stdout);
+
+    // 6. A key file others can read is refused, as ssh refuses one.
+    let key = sb.path("k/tracemark.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    assert_error(
+        &sb.run("detect --profile k/profile.toml s.jsonl"),
+        "accessible by other users",
+    );
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+
+    // 10. An empty --prompt is refused like an empty --prompts line, before any model loads.
+    let out = Command::new(BIN)
+        .args(["generate", "--profile", "k/profile.toml", "--prompt", " "])
+        .current_dir(&sb.dir)
+        .output()
+        .expect("run tracemark");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("the prompt is empty"), "{stderr}");
+
+    // 2. A device as the suspect model is refused, not read.
+    sb.write("texts.jsonl", doc(10));
+    assert_error(
+        &sb.run("audit --profile k/profile.toml --suspect-model /dev/zero --texts texts.jsonl"),
+        "not a regular file",
     );
     sb.finish();
 }

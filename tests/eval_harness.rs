@@ -5,6 +5,7 @@
 
 mod support;
 
+use tracemark_lab::corpus;
 use tracemark_lab::eval::{self, EvalConfig, EvalInputs, Size};
 use tracemark_model::generate::Generator;
 use tracemark_model::llama::LoadOptions;
@@ -19,7 +20,7 @@ fn the_tiny_evaluation_writes_a_complete_report() {
     let inputs = EvalInputs {
         generator: &generator,
         prompts: eval::read_prompts(&eval::default_prompts_path()).unwrap(),
-        corpus: eval::corpus::read_corpus(&corpus_path).unwrap(),
+        corpus: corpus::read_documents(&corpus_path).unwrap(),
         model_note: "test".into(),
     };
     let cfg = EvalConfig::for_size(Size::Tiny);

@@ -16,7 +16,7 @@ use tracemark_model::tokenizer::{
     chat_prompt, load_default_tokenizer, tokenizer_json_from_gguf, write_tokenizer_json,
     GgufTokenizer, DEFAULT_SYSTEM_PROMPT,
 };
-use watermark_core::text::TextTokenizer;
+use watermark_core::TextTokenizer;
 
 mod support;
 use support::model_path;

@@ -16,10 +16,10 @@ use std::collections::BTreeMap;
 use tracemark_model::generate::{GenerateOptions, Generator};
 use tracemark_model::llama::LoadOptions;
 use tracemark_model::tokenizer::load_default_tokenizer;
-use watermark_core::dedup::TupleSet;
-use watermark_core::detect::{detect, detect_in_corpus, DetectOptions};
-use watermark_core::sampler::Sampling;
 use watermark_core::stats::{binomial_ln_sf, clopper_pearson, ks_uniform};
+use watermark_core::Sampling;
+use watermark_core::TupleSet;
+use watermark_core::{detect, detect_in_corpus, DetectOptions};
 use watermark_core::{GreenList, Scheme, SecretKey};
 
 const DOC_TOKENS: usize = 200;
@@ -42,9 +42,7 @@ fn uniform(i: u64) -> f64 {
 }
 
 /// Each genre's text, tokenized as one stream and cut into 200-token documents.
-fn human_documents(
-    tokenizer: &watermark_core::text::TextTokenizer,
-) -> BTreeMap<String, Vec<Vec<u32>>> {
+fn human_documents(tokenizer: &watermark_core::TextTokenizer) -> BTreeMap<String, Vec<Vec<u32>>> {
     let path = support::corpus_path().expect("corpus");
     let mut text_by_genre: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for doc in support::read_corpus(&path) {
@@ -100,15 +98,19 @@ fn null_calibration_on_human_text() {
             for ids in genre_docs {
                 let d = detect_in_corpus(&green, &[], ids, &DetectOptions::default(), &mut seen)
                     .unwrap();
-                let (n, g, gamma) = (d.score.scored, d.score.green, d.score.gamma);
+                let (n, g, gamma) = (
+                    d.header.score.scored,
+                    d.header.score.green,
+                    d.header.score.gamma,
+                );
                 let above = binomial_ln_sf(n, g + 1, gamma).exp();
                 let at = binomial_ln_sf(n, g, gamma).exp();
                 counter += 1;
                 randomised.push(above + uniform(counter) * (at - above));
-                plain.push(d.score.p_value);
+                plain.push(d.header.score.p_value);
                 let e = per_genre.entry(genre.as_str()).or_default();
                 e.0 += 1;
-                e.1 += u64::from(d.score.p_value <= 1e-2);
+                e.1 += u64::from(d.header.score.p_value <= 1e-2);
             }
         }
     }
@@ -192,10 +194,10 @@ fn watermarked_answers_are_flagged_and_plain_ones_are_not() {
             "{}: {} tokens, green {:.3}, z {:.2}, log10 p {:.2}",
             if watermarked { "watermarked" } else { "plain" },
             ids.len(),
-            d.score.green_fraction,
-            d.score.z_score,
-            d.score.log10_p_value
+            d.header.score.green_fraction,
+            d.header.score.z_score,
+            d.header.score.log10_p_value
         );
-        assert_eq!(d.watermarked, watermarked, "{:?}", d.score);
+        assert_eq!(d.header.watermarked, watermarked, "{:?}", d.header.score);
     }
 }

@@ -20,14 +20,15 @@ use std::sync::OnceLock;
 
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use tracemark_lab::keys::Experiment;
 use tracemark_lab::ngram::{NgramConfig, NgramModel};
 use tracemark_lab::radioactivity::{
-    audit_outputs, audit_reading, experiment_key, student_answers, student_predictions,
-    train_student, window_filter, NullCheck, Sample,
+    audit_outputs, audit_reading, student_answers, student_predictions, train_student,
+    window_filter, NullCheck, Sample,
 };
-use watermark_core::audit::AuditOptions;
 use watermark_core::stats;
-use watermark_core::synthetic::SyntheticLm;
+use watermark_core::AuditOptions;
+use watermark_core::SyntheticLm;
 use watermark_core::{GreenList, Scheme};
 
 const VOCAB: u32 = 1000;
@@ -44,7 +45,7 @@ fn scheme() -> Scheme {
 }
 
 fn green(index: u64) -> GreenList {
-    GreenList::new(&experiment_key(99, index), scheme(), VOCAB).unwrap()
+    GreenList::new(&Experiment::Radioactivity.key(99, index), scheme(), VOCAB).unwrap()
 }
 
 /// The teacher's next-token distribution after each previous token (it is a bigram model),
@@ -167,8 +168,11 @@ fn a_student_of_watermarked_answers_is_flagged_closed_and_reading() {
     let options = AuditOptions::default();
 
     let closed = audit_outputs(&g, &outputs, None, &options).unwrap();
-    assert!(closed.score.log10_p_value < -6.0, "closed: {closed:?}");
-    assert!(closed.watermarked);
+    assert!(
+        closed.header.score.log10_p_value < -6.0,
+        "closed: {closed:?}"
+    );
+    assert!(closed.header.watermarked);
 
     let refs: Vec<&Sample> = ours.iter().collect();
     let supervised = audit_outputs(
@@ -179,14 +183,17 @@ fn a_student_of_watermarked_answers_is_flagged_closed_and_reading() {
     )
     .unwrap();
     assert!(
-        supervised.score.log10_p_value < -6.0,
+        supervised.header.score.log10_p_value < -6.0,
         "supervised: {supervised:?}"
     );
-    assert!(supervised.score.green_fraction > closed.score.green_fraction);
+    assert!(supervised.header.score.green_fraction > closed.header.score.green_fraction);
 
     let reads = student_predictions(s, &refs).unwrap();
     let reading = audit_reading(&g, &refs, &reads, None, &options).unwrap();
-    assert!(reading.score.log10_p_value < -6.0, "reading: {reading:?}");
+    assert!(
+        reading.header.score.log10_p_value < -6.0,
+        "reading: {reading:?}"
+    );
 }
 
 #[test]
@@ -214,10 +221,10 @@ fn an_innocent_student_gives_uniform_p_values_over_keys() {
         let reads = student_predictions(s, &refs).unwrap();
         reading.push(audit_reading(&g, &refs, &reads, None, &options).unwrap());
     }
-    let l = |r: &[watermark_core::audit::AuditReport]| -> Vec<f64> {
-        r.iter().map(|x| x.score.log10_p_value).collect()
+    let l = |r: &[watermark_core::AuditReport]| -> Vec<f64> {
+        r.iter().map(|x| x.header.score.log10_p_value).collect()
     };
-    assert!(supervised.iter().all(|r| r.score.scored >= 20));
+    assert!(supervised.iter().all(|r| r.header.score.scored >= 20));
     assert_null("closed", &l(&closed));
     assert_null("closed, supervised", &l(&supervised));
     assert_null("reading", &l(&reading));
@@ -242,12 +249,13 @@ fn without_deduplication_a_repetitive_innocent_student_is_flagged() {
         with.push(
             audit_outputs(&g, &outputs, None, &on)
                 .unwrap()
+                .header
                 .score
                 .log10_p_value,
         );
         let r = audit_outputs(&g, &outputs, None, &off).unwrap();
         assert_eq!(r.skipped.repeated, 0);
-        without.push(r.score.log10_p_value);
+        without.push(r.header.score.log10_p_value);
     }
     assert_null("deduplicated", &with);
     assert_broken("not deduplicated", &without);
@@ -294,12 +302,14 @@ fn without_context_exclusion_a_suspect_that_copies_what_it_read_is_flagged() {
         closed_on.push(
             audit_outputs(&g, &quoting, None, &on)
                 .unwrap()
+                .header
                 .score
                 .log10_p_value,
         );
         closed_off.push(
             audit_outputs(&g, &quoting, None, &off)
                 .unwrap()
+                .header
                 .score
                 .log10_p_value,
         );
@@ -322,12 +332,14 @@ fn without_context_exclusion_a_suspect_that_copies_what_it_read_is_flagged() {
         reading_on.push(
             audit_reading(&g, &refs, &reads, None, &on)
                 .unwrap()
+                .header
                 .score
                 .log10_p_value,
         );
         reading_off.push(
             audit_reading(&g, &refs, &reads, None, &off)
                 .unwrap()
+                .header
                 .score
                 .log10_p_value,
         );

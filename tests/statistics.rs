@@ -3,15 +3,15 @@
 
 #![allow(clippy::unwrap_used)]
 
-use watermark_core::detect::{detect, DetectOptions, DEFAULT_FPR};
 use watermark_core::hook::apply_watermark;
-use watermark_core::sampler::{Sampling, WatermarkSampler};
 use watermark_core::stats::{
     binomial_ln_sf, clopper_pearson, expected_green_fraction_lower_bound, ks_uniform,
     spike_entropy, spike_modulus,
 };
-use watermark_core::synthetic::{softmax, SyntheticLm};
+use watermark_core::{detect, DetectOptions, DEFAULT_FPR};
+use watermark_core::{softmax, SyntheticLm};
 use watermark_core::{GreenList, Scheme, SecretKey, Seeding};
+use watermark_core::{Sampling, WatermarkSampler};
 
 /// Deterministic uniform stream (SplitMix64) for token ids and randomisation.
 struct Stream(u64);
@@ -77,10 +77,15 @@ fn null_calibration_on_random_token_streams() {
                 .collect();
             tokens_scored_in += ids.len();
             let d = detect(&green, &[], &ids, &DetectOptions::default()).unwrap();
-            let p = randomised_p(d.score.scored, d.score.green, d.score.gamma, s.uniform());
+            let p = randomised_p(
+                d.header.score.scored,
+                d.header.score.green,
+                d.header.score.gamma,
+                s.uniform(),
+            );
             randomised.push(p);
             flagged_rand += u64::from(p <= 1e-3);
-            flagged_plain += u64::from(d.score.p_value <= 1e-3);
+            flagged_plain += u64::from(d.header.score.p_value <= 1e-3);
         }
     }
     assert!(tokens_scored_in >= 1_000_000);
@@ -138,13 +143,13 @@ fn repeated_text_is_not_flagged_thanks_to_deduplication() {
         let green = GreenList::new(&key(100 + k), Scheme::default(), vocab).unwrap();
         let with = detect(&green, &[], &repeated, &DetectOptions::default()).unwrap();
         assert!(with.ignored.repeated >= 49 * (once.len() as u64 - 2));
-        flagged_with += u32::from(with.watermarked);
+        flagged_with += u32::from(with.header.watermarked);
         let naive = DetectOptions {
             deduplicate: false,
             ..DetectOptions::default()
         };
         let without = detect(&green, &[], &repeated, &naive).unwrap();
-        flagged_without += u32::from(without.watermarked);
+        flagged_without += u32::from(without.header.watermarked);
     }
     eprintln!(
         "repeated: flagged by {flagged_with}/20 keys with dedup, {flagged_without}/20 without"
@@ -197,11 +202,11 @@ fn power_and_theorem_4_2_on_a_synthetic_model() {
         )
         .unwrap();
         assert!(
-            d.score.log10_p_value <= DEFAULT_FPR.log10(),
+            d.header.score.log10_p_value <= DEFAULT_FPR.log10(),
             "doc {doc} missed: {:?}",
-            d.score
+            d.header.score
         );
-        min_z = min_z.min(d.score.z_score);
+        min_z = min_z.min(d.header.score.z_score);
     }
     let fraction = greens as f64 / steps as f64;
     let bound = expected_green_fraction_lower_bound(gamma, delta, spike_sum / steps as f64);

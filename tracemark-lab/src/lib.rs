@@ -2,6 +2,8 @@
 //! experiment. Each module is one experiment (or a piece one of them needs); the binaries in
 //! `src/bin/` run them.
 
+pub mod corpus;
 pub mod eval;
+pub mod keys;
 pub mod ngram;
 pub mod radioactivity;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tracemark_model::generate::{GenerateOptions, Generator};
 use tracemark_model::llama::LoadOptions;
 use watermark_core::hook::apply_watermark;
-use watermark_core::sampler::Sampling;
+use watermark_core::Sampling;
 use watermark_core::{GreenList, Scheme, SecretKey};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

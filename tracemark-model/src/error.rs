@@ -28,9 +28,10 @@ pub enum Error {
     /// a token outside the vocabulary, a bad batch).
     #[error("model input: {0}")]
     Input(String),
-    /// A tensor operation failed.
+    /// A tensor operation failed (candle's message, without the backtrace candle appends when
+    /// `RUST_BACKTRACE` is set).
     #[error("tensor: {0}")]
-    Candle(#[from] candle_core::Error),
+    Candle(String),
     /// The watermark core refused something.
     #[error(transparent)]
     Core(#[from] watermark_core::Error),
@@ -57,11 +58,49 @@ impl Error {
         }
     }
 
+    /// An [`Error::Gguf`] for `path` from candle's error.
+    pub fn gguf_candle(path: impl Into<PathBuf>, e: &candle_core::Error) -> Self {
+        Error::gguf(path, candle_message(e))
+    }
+
     /// An [`Error::Gguf`] for `path`.
     pub fn gguf(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
         Error::Gguf {
             path: path.into(),
             reason: reason.into(),
         }
+    }
+}
+
+impl From<candle_core::Error> for Error {
+    fn from(e: candle_core::Error) -> Self {
+        Error::Candle(candle_message(&e))
+    }
+}
+
+/// candle's message on one line: with `RUST_BACKTRACE=1` candle appends a multi-kilobyte
+/// backtrace to its errors, which would end up inside the CLI's one-line error.
+pub fn candle_message(e: &candle_core::Error) -> String {
+    match e {
+        candle_core::Error::WithBacktrace { inner, .. } => candle_message(inner),
+        candle_core::Error::Context { inner, context } => {
+            format!("{context}: {}", candle_message(inner))
+        }
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn candle_errors_lose_their_backtrace() {
+        let inner = candle_core::Error::Msg("bad shape".into());
+        let e = candle_core::Error::WithBacktrace {
+            inner: Box::new(inner),
+            backtrace: Box::new(std::backtrace::Backtrace::force_capture()),
+        };
+        assert_eq!(Error::from(e).to_string(), "tensor: bad shape");
     }
 }

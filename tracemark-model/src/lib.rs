@@ -6,6 +6,7 @@
 pub mod cache;
 pub mod error;
 pub mod generate;
+pub mod gguf;
 pub mod llama;
 pub mod reading;
 pub mod tokenizer;

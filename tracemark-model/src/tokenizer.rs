@@ -28,8 +28,6 @@
 //! fingerprint as [`load_default_tokenizer`].
 
 use std::collections::HashSet;
-use std::fs::File;
-use std::io::BufReader;
 use std::path::Path;
 
 use candle_core::quantized::gguf_file::{Content, Value};
@@ -41,7 +39,7 @@ use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::pre_tokenizers::PreTokenizerWrapper;
 use tokenizers::processors::byte_level::ByteLevel as ByteLevelProcessor;
 use tokenizers::{AddedToken, Tokenizer};
-use watermark_core::text::TextTokenizer;
+use watermark_core::TextTokenizer;
 
 use crate::error::{Error, Result};
 
@@ -122,14 +120,7 @@ impl GgufTokenizer {
     /// Reads the metadata of the GGUF file at `path` (not its tensors) and rebuilds the
     /// tokenizer.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let file = File::open(path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => Error::ModelMissing {
-                path: path.to_path_buf(),
-            },
-            _ => Error::io(path, e),
-        })?;
-        let content = Content::read(&mut BufReader::new(file))
-            .map_err(|e| Error::gguf(path, e.to_string()))?;
+        let (_, content) = crate::gguf::open(path)?;
         Self::from_content(&content, path)
     }
 

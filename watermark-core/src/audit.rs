@@ -17,16 +17,18 @@
 use serde::Serialize;
 
 use crate::dedup::TupleSet;
-use crate::detect::{classify, seed_at, Rules, Score, TokenStatus, DEFAULT_FPR};
 use crate::error::{Error, Result};
-use crate::green::{GreenList, SPEC_VERSION};
+use crate::fpr::Fpr;
+use crate::green::GreenList;
+use crate::scan::{check_tokens, classify, seed_at, ReportHeader, Rules, Skipped, Tally};
+use crate::score::Score;
 
 /// The rules of an audit. Only tests and demonstrations turn a rule off: without either, the
 /// p-value is no longer valid.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AuditOptions {
     /// False-positive rate at which `watermarked` is decided.
-    pub fpr: f64,
+    pub fpr: Fpr,
     /// Score each (seed, token) tuple once across the whole audit.
     pub deduplicate: bool,
     /// Leave out tokens whose window occurs in what the suspect read before them.
@@ -36,37 +38,9 @@ pub struct AuditOptions {
 impl Default for AuditOptions {
     fn default() -> Self {
         AuditOptions {
-            fpr: DEFAULT_FPR,
+            fpr: Fpr::DEFAULT,
             deduplicate: true,
             exclude_context: true,
-        }
-    }
-}
-
-/// Tokens left out of the audit, by reason.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Skipped {
-    /// Fewer preceding tokens than the window needs.
-    pub too_little_context: u64,
-    /// The (seed, token) tuple was already scored in this audit.
-    pub repeated: u64,
-    /// The window also seeds a position of the prompt.
-    pub in_prompt: u64,
-    /// Reading mode: the window also seeds an earlier position of the text read.
-    pub earlier_in_text: u64,
-    /// Supervised audit: the window does not occur in our outputs.
-    pub not_in_filter: u64,
-}
-
-impl Skipped {
-    fn count(&mut self, status: TokenStatus) {
-        match status {
-            TokenStatus::Green | TokenStatus::Red => {}
-            TokenStatus::TooLittleContext => self.too_little_context += 1,
-            TokenStatus::Repeated => self.repeated += 1,
-            TokenStatus::InPrompt => self.in_prompt += 1,
-            TokenStatus::EarlierInText => self.earlier_in_text += 1,
-            TokenStatus::NotInFilter => self.not_in_filter += 1,
         }
     }
 }
@@ -130,21 +104,12 @@ pub struct CurvePoint {
 /// Everything `tracemark audit --json` reports.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct AuditReport {
-    /// Version of the green-list function.
-    pub spec: &'static str,
-    /// Fingerprint of the key tested.
-    pub key_fingerprint: String,
+    /// Key, tokens examined (prompts excluded), the pooled test over all scored tuples and its
+    /// verdict.
+    #[serde(flatten)]
+    pub header: ReportHeader,
     /// Documents audited.
     pub documents: u64,
-    /// Tokens examined (prompts excluded).
-    pub tokens: u64,
-    /// The pooled test over all scored tuples.
-    #[serde(flatten)]
-    pub score: Score,
-    /// The false-positive rate of the verdict.
-    pub fpr: f64,
-    /// Verdict of the pooled test at `fpr`.
-    pub watermarked: bool,
     /// Tokens left out, by reason.
     pub skipped: Skipped,
     /// Distinct windows in the filter of a supervised audit.
@@ -162,9 +127,7 @@ pub struct Audit {
     seen: TupleSet,
     documents: u64,
     tokens: u64,
-    scored: u64,
-    green_count: u64,
-    skipped: Skipped,
+    tally: Tally,
     /// (documents, scored, green) at each curve point; p-values are computed when asked for,
     /// so that the curve costs nothing while scoring.
     curve: Vec<(u64, u64, u64)>,
@@ -173,12 +136,6 @@ pub struct Audit {
 impl Audit {
     /// An empty audit under `green`'s key and scheme.
     pub fn new(green: GreenList, options: AuditOptions) -> Result<Self> {
-        if !(options.fpr > 0.0 && options.fpr < 1.0) {
-            return Err(Error::InvalidParameter(format!(
-                "false-positive rate {} must lie in (0, 1)",
-                options.fpr
-            )));
-        }
         Ok(Audit {
             green,
             options,
@@ -186,9 +143,7 @@ impl Audit {
             seen: TupleSet::default(),
             documents: 0,
             tokens: 0,
-            scored: 0,
-            green_count: 0,
-            skipped: Skipped::default(),
+            tally: Tally::default(),
             curve: Vec::new(),
         })
     }
@@ -240,16 +195,7 @@ impl Audit {
             filter: self.filter.as_ref().map(|f| &f.seeds),
         };
         let statuses = classify(&self.green, prompt, text, scored, rules, &mut self.seen);
-        for &status in &statuses {
-            match status {
-                TokenStatus::Green => {
-                    self.scored += 1;
-                    self.green_count += 1;
-                }
-                TokenStatus::Red => self.scored += 1,
-                other => self.skipped.count(other),
-            }
-        }
+        self.tally.add(&statuses);
         self.documents += 1;
         self.tokens += text.len() as u64;
         self.record_curve_point();
@@ -259,46 +205,37 @@ impl Audit {
     /// Keeps a point whenever the scored count has grown by 1% (at least 16 tuples) since the
     /// last one: a few thousand points cover any audit, evenly on a log axis.
     fn record_curve_point(&mut self) {
+        let Tally { scored, green, .. } = self.tally;
         let due = match self.curve.last() {
-            None => self.scored > 0,
-            Some(&(_, last, _)) => self.scored >= last + (last / 100).max(16),
+            None => scored > 0,
+            Some(&(_, last, _)) => scored >= last + (last / 100).max(16),
         };
         if due {
-            self.curve
-                .push((self.documents, self.scored, self.green_count));
+            self.curve.push((self.documents, scored, green));
         }
     }
 
     /// The pooled statistics so far.
     pub fn score(&self) -> Score {
-        Score::new(
-            self.scored,
-            self.green_count,
-            self.green.scheme().effective_gamma(),
-        )
+        self.tally.score(&self.green)
     }
 
     /// The report so far.
     pub fn report(&self) -> AuditReport {
-        let score = self.score();
         AuditReport {
-            spec: SPEC_VERSION,
-            key_fingerprint: self.green.key_fingerprint().to_string(),
+            header: ReportHeader::new(&self.green, self.tokens, &self.tally, self.options.fpr),
             documents: self.documents,
-            tokens: self.tokens,
-            watermarked: score.is_significant(self.options.fpr),
-            score,
-            fpr: self.options.fpr,
-            skipped: self.skipped,
+            skipped: self.tally.skipped,
             filter_windows: self.filter.as_ref().map(|f| f.len() as u64),
         }
     }
 
     /// Cumulative log10 p against scored tuples, ending at the current state.
     pub fn curve(&self) -> Vec<CurvePoint> {
+        let Tally { scored, green, .. } = self.tally;
         let mut counts = self.curve.clone();
-        if self.scored > 0 && counts.last().map(|c| c.1) != Some(self.scored) {
-            counts.push((self.documents, self.scored, self.green_count));
+        if scored > 0 && counts.last().map(|c| c.1) != Some(scored) {
+            counts.push((self.documents, scored, green));
         }
         let gamma = self.green.scheme().effective_gamma();
         counts
@@ -316,15 +253,6 @@ impl Audit {
     pub fn memory_bytes(&self) -> usize {
         self.seen.memory_bytes() + self.filter.as_ref().map_or(0, |f| f.seeds.memory_bytes())
     }
-}
-
-fn check_tokens(green: &GreenList, parts: &[&[u32]]) -> Result<()> {
-    for part in parts {
-        for &t in *part {
-            green.check_token(t)?;
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -363,14 +291,17 @@ mod tests {
                 let d =
                     detect_in_corpus(&g, &prompt, &response, &DetectOptions::default(), &mut seen)
                         .unwrap();
-                scored += d.score.scored;
-                green_count += d.score.green;
+                scored += d.header.score.scored;
+                green_count += d.header.score.green;
                 in_prompt += d.ignored.in_prompt;
                 repeated += d.ignored.repeated;
             }
             let r = audit.report();
             assert_eq!(r.documents, 40);
-            assert_eq!((r.score.scored, r.score.green), (scored, green_count));
+            assert_eq!(
+                (r.header.score.scored, r.header.score.green),
+                (scored, green_count)
+            );
             assert_eq!(r.skipped.in_prompt, in_prompt);
             assert_eq!(r.skipped.repeated, repeated);
             assert!(repeated > 0 && in_prompt > 0, "{r:?}");
@@ -391,7 +322,7 @@ mod tests {
         assert_eq!(r.skipped.too_little_context, 2);
         // Positions 9 and 10 read windows (7, 8) and (8, 9), first read before positions 4, 5.
         assert_eq!(r.skipped.earlier_in_text, 2);
-        assert_eq!(r.score.scored, 7);
+        assert_eq!(r.header.score.scored, 7);
         // The scored token is the prediction, under the window of our text.
         let mut expected_green = 0;
         for i in 2..text.len() {
@@ -401,7 +332,7 @@ mod tests {
             let green = g.is_green(&text[..i], predictions[i]).unwrap().unwrap();
             expected_green += u64::from(green);
         }
-        assert_eq!(r.score.green, expected_green);
+        assert_eq!(r.header.score.green, expected_green);
 
         let off = AuditOptions {
             exclude_context: false,
@@ -409,7 +340,7 @@ mod tests {
         };
         let mut audit = Audit::new(g, off).unwrap();
         audit.add_reading(&[], &text, &predictions).unwrap();
-        assert_eq!(audit.report().score.scored, 9);
+        assert_eq!(audit.report().header.score.scored, 9);
     }
 
     #[test]
@@ -456,8 +387,8 @@ mod tests {
         assert!(curve.windows(2).all(|w| w[0].scored < w[1].scored));
         let last = curve.last().unwrap();
         let r = audit.report();
-        assert_eq!((last.scored, last.documents), (r.score.scored, 300));
-        assert_eq!(last.log10_p_value, r.score.log10_p_value);
+        assert_eq!((last.scored, last.documents), (r.header.score.scored, 300));
+        assert_eq!(last.log10_p_value, r.header.score.log10_p_value);
     }
 
     #[test]
@@ -473,10 +404,5 @@ mod tests {
             Err(Error::TokenOutOfVocabulary { .. })
         ));
         assert_eq!(audit.report().documents, 0);
-        let bad = AuditOptions {
-            fpr: 1.0,
-            ..AuditOptions::default()
-        };
-        assert!(Audit::new(g, bad).is_err());
     }
 }

@@ -16,6 +16,53 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A file or directory could not be created, written or resolved.
+    #[error("{path}: cannot {action}: {source}")]
+    FileOp {
+        /// The file or directory concerned.
+        path: PathBuf,
+        /// What was attempted ("create the directory", "write", ...).
+        action: &'static str,
+        /// The operating system's reason.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file is refused by another error about its content (a tokenizer file that is not the
+    /// profile's); the message names the file.
+    #[error("{path}: {source}")]
+    File {
+        /// The file concerned.
+        path: PathBuf,
+        /// Why it is refused.
+        #[source]
+        source: Box<Error>,
+    },
+    /// Something is in the way of a new file, or a path cannot be used; nothing is overwritten.
+    #[error("{path}: {reason}")]
+    Refused {
+        /// The path concerned.
+        path: PathBuf,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+    /// The key of a new profile was written, its profile file was not: the key must be moved
+    /// away (or the profile written by hand) before trying again.
+    #[error("the key was written to {key_path} but the profile could not be saved")]
+    ProfileNotSaved {
+        /// Where the new key is.
+        key_path: PathBuf,
+        /// Why the profile could not be saved.
+        #[source]
+        source: Box<Error>,
+    },
+    /// A file that must not be read: not a regular file, or over its size limit.
+    #[error("{path}: {reason}")]
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// Why it was not read.
+        reason: String,
+    },
     /// A key file exists but is not a tracemark key.
     #[error("{path}: not a tracemark key file ({reason})")]
     MalformedKey {
@@ -59,6 +106,19 @@ pub enum Error {
     /// Text detection was asked for but the profile binds no tokenizer.
     #[error("the profile binds no tokenizer; create it with `tracemark keygen --tokenizer FILE`")]
     NoTokenizer,
+    /// The profile binds a tokenizer by fingerprint only, and no tokenizer file was named.
+    #[error("the profile records no tokenizer path")]
+    NoTokenizerPath,
+    /// A vocabulary size given with a tokenizer is not the tokenizer's.
+    #[error("vocabulary size {given} differs from the {found} tokens of the tokenizer {path}")]
+    VocabSizeMismatch {
+        /// The size given.
+        given: u32,
+        /// The tokenizer's size.
+        found: u32,
+        /// The tokenizer file.
+        path: PathBuf,
+    },
     /// A tokenizer file could not be loaded.
     #[error("{path}: cannot load tokenizer: {reason}")]
     Tokenizer {
@@ -98,10 +158,22 @@ pub enum Error {
     /// The operating system's random number generator failed.
     #[error("os random number generator failed: {0}")]
     Rng(String),
-    /// A tensor operation failed (candle adapter).
+    /// A tensor operation failed (candle adapter); candle's message without the backtrace it
+    /// appends when `RUST_BACKTRACE` is set.
     #[cfg(feature = "candle")]
     #[error("tensor: {0}")]
-    Tensor(#[from] candle_core::Error),
+    Tensor(String),
+}
+
+#[cfg(feature = "candle")]
+impl From<candle_core::Error> for Error {
+    fn from(e: candle_core::Error) -> Self {
+        let mut e = &e;
+        while let candle_core::Error::WithBacktrace { inner, .. } = e {
+            e = inner;
+        }
+        Error::Tensor(e.to_string())
+    }
 }
 
 /// The core's result type.

@@ -41,6 +41,41 @@ pub enum Seeding {
     SelfSeeded,
 }
 
+impl Seeding {
+    /// Every seeding, in the order help texts list them.
+    pub const ALL: [Seeding; 2] = [Seeding::Previous, Seeding::SelfSeeded];
+
+    /// The name used on the command line, in profiles and in Python: `previous`, `self-seeded`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Seeding::Previous => "previous",
+            Seeding::SelfSeeded => "self-seeded",
+        }
+    }
+}
+
+impl std::fmt::Display for Seeding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Seeding {
+    type Err = Error;
+
+    /// Reads the names [`Seeding::name`] writes (those of the profile files too).
+    fn from_str(s: &str) -> Result<Self> {
+        Seeding::ALL
+            .into_iter()
+            .find(|seeding| seeding.name() == s)
+            .ok_or_else(|| {
+                Error::InvalidParameter(format!(
+                    "seeding {s:?} is not \"previous\" or \"self-seeded\""
+                ))
+            })
+    }
+}
+
 /// The watermark's parameters: everything generation and detection must agree on besides the key.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -496,5 +531,20 @@ mod tests {
             Err(Error::TokenOutOfVocabulary { .. })
         ));
         assert_eq!(green.is_green(&[1], 3).unwrap(), None);
+    }
+
+    #[test]
+    fn seeding_names_round_trip_and_match_the_profile_files() {
+        for seeding in Seeding::ALL {
+            assert_eq!(seeding.to_string().parse::<Seeding>().unwrap(), seeding);
+            let quoted = format!("{:?}", seeding.name());
+            assert_eq!(serde_json::to_string(&seeding).unwrap(), quoted);
+        }
+        assert_eq!(
+            "self-seeded".parse::<Seeding>().unwrap(),
+            Seeding::SelfSeeded
+        );
+        let err = "sideways".parse::<Seeding>().unwrap_err().to_string();
+        assert!(err.contains("\"sideways\" is not \"previous\""), "{err}");
     }
 }

@@ -4,7 +4,6 @@
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::profile::file_fingerprint;
 
 /// A tokenizer and the fingerprint a profile binds.
 pub struct TextTokenizer {
@@ -21,10 +20,13 @@ impl std::fmt::Debug for TextTokenizer {
     }
 }
 
+/// Largest `tokenizer.json` read: the largest vocabularies in use take about 20 MB.
+const MAX_TOKENIZER_BYTES: u64 = 256 << 20;
+
 impl TextTokenizer {
     /// Loads a `tokenizer.json`; the fingerprint is that of the file's bytes.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let bytes = crate::files::read_limited(path, MAX_TOKENIZER_BYTES, "tokenizer file")?;
         Self::from_bytes(&bytes).map_err(|reason| Error::Tokenizer {
             path: path.to_path_buf(),
             reason,
@@ -73,4 +75,11 @@ impl TextTokenizer {
             reason: e.to_string(),
         })
     }
+}
+
+/// Fingerprint of a file's exact bytes, as profiles record a tokenizer's: the first 16 hex
+/// digits of its SHA-256.
+pub fn file_fingerprint(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(&Sha256::digest(bytes)[..8])
 }

@@ -70,6 +70,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         key = Path(tmp) / "bench.key"
         key.write_text("tracemark-key-v1\n" + os.urandom(32).hex() + "\n")
+        key.chmod(0o600)
         print(f"tracemark {tracemark.__version__}, Python {sys.version.split()[0]}, numpy {np.__version__}")
         header = f"{'V':>7}  {'Watermark.apply':>16}  {'llama-cpp adapter':>18}  {'HF WatermarkLogitsProcessor':>28}  {'speed-up':>9}"
         print(header)

@@ -12,16 +12,18 @@ use std::sync::{Mutex, OnceLock};
 use numpy::{Element, PyArray1, PyArrayDyn, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use watermark_core::audit::{Audit as CoreAudit, AuditOptions, WindowFilter as CoreWindowFilter};
-use watermark_core::dedup::TupleSet as CoreTupleSet;
-use watermark_core::detect::{
+use watermark_core::hook::{apply_watermark, apply_watermark_batch};
+use watermark_core::Profile as CoreProfile;
+use watermark_core::TextTokenizer;
+use watermark_core::TupleSet as CoreTupleSet;
+use watermark_core::{
     detect, detect_in_corpus, DetectOptions, Detection as CoreDetection, Score as CoreScore,
     Windowed as CoreWindowed, DEFAULT_FPR,
 };
-use watermark_core::hook::{apply_watermark, apply_watermark_batch};
-use watermark_core::profile::Profile as CoreProfile;
-use watermark_core::text::TextTokenizer;
-use watermark_core::{Error, GreenList, Scheme as CoreScheme, SecretKey, Seeding, SPEC_VERSION};
+use watermark_core::{Audit as CoreAudit, AuditOptions, WindowFilter as CoreWindowFilter};
+use watermark_core::{
+    Error, Fpr, GreenList, Scheme as CoreScheme, SecretKey, Seeding, SPEC_VERSION,
+};
 
 pyo3::create_exception!(
     tracemark,
@@ -55,6 +57,8 @@ fn py_err(e: Error) -> PyErr {
         | Error::KeyMismatch { .. }
         | Error::TokenizerMismatch { .. }
         | Error::NoTokenizer
+        | Error::NoTokenizerPath
+        | Error::File { .. }
         | Error::Tokenizer { .. } => ProfileError::new_err(message),
         _ => InputError::new_err(message),
     }
@@ -336,7 +340,7 @@ impl Profile {
 
     #[getter]
     fn fpr(&self) -> f64 {
-        self.inner.fpr
+        self.inner.fpr.get()
     }
 
     #[getter]
@@ -360,7 +364,7 @@ impl Profile {
         let green = py.detach(|| core(inner.green_list()))?;
         Ok(Watermark {
             green,
-            fpr: inner.fpr,
+            fpr: inner.fpr.get(),
             profile: Some(inner.clone()),
             tokenizer: OnceLock::new(),
         })
@@ -411,7 +415,7 @@ impl Score {
             let s = if let Ok(s) = part.cast::<Score>() {
                 s.get().0
             } else if let Ok(d) = part.cast::<Detection>() {
-                d.get().0.score
+                d.get().0.header.score
             } else {
                 return Err(PyTypeError::new_err(format!(
                     "Score.merge takes Score or Detection objects, got {}",
@@ -533,61 +537,61 @@ struct Detection(CoreDetection);
 impl Detection {
     #[getter]
     fn spec(&self) -> &'static str {
-        self.0.spec
+        self.0.header.spec
     }
     #[getter]
     fn key_fingerprint(&self) -> &str {
-        &self.0.key_fingerprint
+        &self.0.header.key_fingerprint
     }
     /// Tokens in the text (prompt excluded).
     #[getter]
     fn tokens(&self) -> u64 {
-        self.0.tokens
+        self.0.header.tokens
     }
     #[getter]
     fn score(&self) -> Score {
-        Score(self.0.score)
+        Score(self.0.header.score)
     }
     #[getter]
     fn scored(&self) -> u64 {
-        self.0.score.scored
+        self.0.header.score.scored
     }
     #[getter]
     fn green(&self) -> u64 {
-        self.0.score.green
+        self.0.header.score.green
     }
     #[getter]
     fn gamma(&self) -> f64 {
-        self.0.score.gamma
+        self.0.header.score.gamma
     }
     #[getter]
     fn green_fraction(&self) -> f64 {
-        self.0.score.green_fraction
+        self.0.header.score.green_fraction
     }
     #[getter]
     fn z_score(&self) -> f64 {
-        self.0.score.z_score
+        self.0.header.score.z_score
     }
     #[getter]
     fn p_value(&self) -> f64 {
-        self.0.score.p_value
+        self.0.header.score.p_value
     }
     #[getter]
     fn log10_p_value(&self) -> f64 {
-        self.0.score.log10_p_value
+        self.0.header.score.log10_p_value
     }
     #[getter]
     fn fpr(&self) -> f64 {
-        self.0.fpr
+        self.0.header.fpr.get()
     }
     #[getter]
     fn watermarked(&self) -> bool {
-        self.0.watermarked
+        self.0.header.watermarked
     }
     /// Tokens left out of the test, by reason (a dict of counts).
     #[getter]
     fn ignored<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        to_py_json(py, &self.0.ignored)
+        to_py_json(py, &self.0.ignored.detection_reasons())
     }
     #[getter]
     fn windowed(&self) -> Option<Windowed> {
@@ -610,12 +614,12 @@ impl Detection {
     fn __repr__(&self) -> String {
         format!(
             "Detection(tokens={}, scored={}, green={}, z_score={:.2}, log10_p_value={:.2}, watermarked={})",
-            self.0.tokens,
-            self.0.score.scored,
-            self.0.score.green,
-            self.0.score.z_score,
-            self.0.score.log10_p_value,
-            if self.0.watermarked { "True" } else { "False" }
+            self.0.header.tokens,
+            self.0.header.score.scored,
+            self.0.header.score.green,
+            self.0.header.score.z_score,
+            self.0.header.score.log10_p_value,
+            if self.0.header.watermarked { "True" } else { "False" }
         )
     }
 }
@@ -666,13 +670,18 @@ struct Watermark {
 }
 
 impl Watermark {
-    fn options(&self, fpr: Option<f64>, windowed: bool, per_token: bool) -> DetectOptions {
-        DetectOptions {
-            fpr: fpr.unwrap_or(self.fpr),
+    fn options(
+        &self,
+        fpr: Option<f64>,
+        windowed: bool,
+        per_token: bool,
+    ) -> PyResult<DetectOptions> {
+        Ok(DetectOptions {
+            fpr: core(Fpr::new(fpr.unwrap_or(self.fpr)))?,
             deduplicate: true,
             windowed,
             per_token,
-        }
+        })
     }
 
     fn tokenizer(&self, py: Python<'_>) -> PyResult<&TextTokenizer> {
@@ -833,7 +842,7 @@ impl Watermark {
     ) -> PyResult<Detection> {
         let tokens = token_ids(tokens, None)?;
         let prompt = prompt.map(|p| token_ids(p, None)).transpose()?;
-        let options = self.options(fpr, windowed, per_token);
+        let options = self.options(fpr, windowed, per_token)?;
         let green = &self.green;
         py.detach(|| {
             core(detect(
@@ -858,7 +867,6 @@ impl Watermark {
         per_token: bool,
     ) -> PyResult<Detection> {
         let tokenizer = self.tokenizer(py)?;
-        let options = self.options(fpr, windowed, per_token);
         let green = &self.green;
         py.detach(|| {
             let ids = core(tokenizer.encode(&text))?;
@@ -867,6 +875,7 @@ impl Watermark {
                 Some(p) if !p.trim().is_empty() => core(tokenizer.encode(p))?,
                 _ => Vec::new(),
             };
+            let options = self.options(fpr, windowed, per_token)?;
             core(detect(green, &prompt, &ids, &options))
         })
         .map(Detection)
@@ -977,11 +986,14 @@ impl Watermark {
                 ))));
             }
         }
-        let options = self.options(fpr, false, false);
         let green = &self.green;
         let empty: Vec<u32> = Vec::new();
         let prompt_of = |i: usize| prompts.as_ref().map_or(&empty, |p| &p[i]);
         let run = |set: Option<&mut CoreTupleSet>| -> PyResult<Vec<Detection>> {
+            if docs.is_empty() {
+                return Ok(Vec::new());
+            }
+            let options = self.options(fpr, false, false)?;
             match set {
                 None => docs
                     .iter()
@@ -1072,7 +1084,7 @@ impl Audit {
         exclude_context: bool,
     ) -> PyResult<Self> {
         let options = AuditOptions {
-            fpr: fpr.unwrap_or(watermark.fpr),
+            fpr: core(Fpr::new(fpr.unwrap_or(watermark.fpr)))?,
             deduplicate,
             exclude_context,
         };

@@ -31,6 +31,7 @@ def test_bad_profiles(tmp_path, small_profile):
     (other / "profile.toml").write_text(text)
     secret = "ab" * 32
     (other / "tracemark.key").write_text("tracemark-key-v1\n" + secret + "\n")
+    (other / "tracemark.key").chmod(0o600)  # a key others can read is refused, as ssh does
     with pytest.raises(tracemark.ProfileError, match="does not match the profile") as e:
         tracemark.Watermark.from_profile(other / "profile.toml")
     assert secret[:16] not in str(e.value)

@@ -23,6 +23,7 @@ def _spec_rows():
 def _key_file(tmp_path, index):
     path = tmp_path / f"key{index}.key"
     path.write_text("tracemark-key-v1\n" + SPEC_KEYS[index].hex() + "\n")
+    path.chmod(0o600)  # a key others can read is refused, as ssh does
     return path
 
 

@@ -5,7 +5,8 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Parser;
-use tracemark_lab::eval::{self, EvalConfig, EvalInputs, Size};
+use tracemark_lab::corpus;
+use tracemark_lab::eval::{self, EvalConfig, EvalInputs, Results, Size};
 use tracemark_model::generate::Generator;
 use tracemark_model::llama::LoadOptions;
 
@@ -55,13 +56,10 @@ fn main() -> anyhow::Result<()> {
     if let Some(b) = args.batch {
         cfg.batch_size = b;
     }
-    let corpus_path = args
-        .corpus
-        .or_else(eval::corpus::default_corpus_path)
-        .context(
+    let corpus_path = args.corpus.or_else(corpus::default_path).context(
         "no human-text corpus: pass --corpus, set TRACEMARK_CORPUS, or run scripts/fetch-corpus.sh",
     )?;
-    let corpus = eval::corpus::read_corpus(&corpus_path)?;
+    let corpus = corpus::read_documents(&corpus_path)?;
     let prompts = eval::read_prompts(&args.prompts.unwrap_or_else(eval::default_prompts_path))?;
     let model_path = tracemark_model::locate_default_model()?;
     let options = LoadOptions {
@@ -81,7 +79,18 @@ fn main() -> anyhow::Result<()> {
         model_note,
     };
     let outcome = eval::run(&cfg, &inputs, &args.out, |line| eprintln!("{line}"))?;
-    let r = &outcome.results;
+    print_headlines(&cfg, &outcome.results);
+    println!(
+        "report: {} ({:.0} s)",
+        outcome.report.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// The report's headline figures on stdout: power at the longest length, false positives on all
+/// human text, copy-paste and paraphrase.
+fn print_headlines(cfg: &EvalConfig, r: &Results) {
     println!("headline figures ({:?} size):", cfg.size);
     for row in r.power.iter().filter(|p| p.length == cfg.max_tokens) {
         println!(
@@ -114,10 +123,4 @@ fn main() -> anyhow::Result<()> {
             p.auc
         );
     }
-    println!(
-        "report: {} ({:.0} s)",
-        outcome.report.display(),
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
 }

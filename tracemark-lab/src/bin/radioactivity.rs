@@ -8,23 +8,25 @@
 //! p-values. Teacher answers are cached in `target/radioactivity/`, so a rerun takes seconds.
 
 use std::cell::Cell;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
+use tracemark_lab::corpus;
+use tracemark_lab::keys::Experiment;
 use tracemark_lab::ngram::{Discount, NgramConfig, NgramModel};
-use tracemark_lab::radioactivity::prompts::{corpus_path, prompts_from_texts, read_corpus_texts};
+use tracemark_lab::radioactivity::prompts::prompts_from_texts;
 use tracemark_lab::radioactivity::teacher::{Progress, Teacher};
 use tracemark_lab::radioactivity::{
-    audit_outputs, audit_reading, experiment_key, student_answers, student_predictions,
-    train_student, watermarked_share, window_filter, NullCheck, Sample,
+    audit_outputs, audit_reading, student_answers, student_predictions, train_student,
+    watermarked_share, window_filter, NullCheck, Sample,
 };
 use tracemark_model::generate::GenerateOptions;
 use tracemark_model::llama::{set_threads, LoadOptions};
 use tracemark_model::reading::top1_predictions;
-use watermark_core::audit::{AuditOptions, AuditReport};
-use watermark_core::sampler::Sampling;
+use watermark_core::Sampling;
+use watermark_core::{AuditOptions, AuditReport};
 use watermark_core::{GreenList, Scheme};
 
 /// Fractions of watermarked training answers, one student each.
@@ -93,50 +95,155 @@ struct Row {
     reading_supervised: AuditReport,
 }
 
-fn main() -> Result<()> {
-    let mut args = Args::parse();
-    if args.large {
-        args.train *= 4;
-        args.held_out *= 4;
-        args.null_keys = args.null_keys.max(50);
+impl Args {
+    /// The arguments with `--large` applied.
+    fn scaled(mut self) -> Self {
+        if self.large {
+            self.train *= 4;
+            self.held_out *= 4;
+            self.null_keys = self.null_keys.max(50);
+        }
+        self
     }
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse().scaled();
     let started = Instant::now();
     set_threads(args.threads)?;
 
     let model_path = tracemark_model::locate_default_model()?;
-    let corpus = corpus_path().context(
-        "human-text corpus not found: run scripts/fetch-corpus.sh and set TRACEMARK_CORPUS",
-    )?;
-    let texts = read_corpus_texts(&corpus)?;
-    let null_total = args.null_keys * args.null_texts;
-    let all_prompts =
-        prompts_from_texts(&texts, args.train + args.held_out + null_total, args.seed)?;
-    let (train_prompts, rest) = all_prompts.split_at(args.train);
-    let (held_out_prompts, null_prompts) = rest.split_at(args.held_out);
-
+    let prompts = Prompts::read(&args)?;
     let load = LoadOptions {
         fast_matmul: !args.exact,
         ..LoadOptions::default()
     };
     let teacher = Teacher::load(&model_path, load, &args.cache)?;
-    let vocab = teacher.vocab_size();
-    let scheme = Scheme {
-        delta: args.delta,
-        ..Scheme::default()
-    };
-    let green = GreenList::new(&experiment_key(args.seed, 0), scheme.clone(), vocab)?;
-    let generate = GenerateOptions {
-        max_tokens: args.max_tokens,
-        min_tokens: 0,
-        sampling: Sampling::new(1.0, None, None)?,
-        seed: 0,
-        batch_size: args.batch_size,
-    };
-    let plain_generate = GenerateOptions {
-        seed: 1 << 32,
-        ..generate.clone()
-    };
+    let settings = Settings::new(&args, teacher.vocab_size())?;
+    print_header(&args, &teacher, &settings, &prompts);
 
+    let answers = teacher_answers(&teacher, &settings, &prompts, &args)?;
+    let mean_green = mean_green_fraction(&settings.green, &answers.wm)?;
+    println!(
+        "teacher: {} answers ({} tokens; watermarked answers {:.1}% green) in {:.0} s",
+        2 * answers.wm.len() + prompts.null.len(),
+        answers.tokens(),
+        100.0 * mean_green,
+        answers.seconds
+    );
+
+    let students = run_students(
+        &teacher,
+        &settings.green,
+        &answers,
+        &prompts.held_out,
+        &args,
+    )?;
+    print_table(&students.rows, &args);
+    println!(
+        "students: {} trained in {:.2} s; {} answer tokens sampled in {:.2} s (one core)",
+        students.rows.len(),
+        students.train_seconds,
+        students.sampled_tokens,
+        students.sample_seconds
+    );
+
+    let Some((student0, answers0)) = &students.innocent else {
+        bail!("the ρ = 0 student is missing");
+    };
+    let null_started = Instant::now();
+    let checks = null_checks(&teacher, &answers.null_sets, student0, answers0)?;
+    print_null_checks(&checks, answers.null_sets.len(), args.null_texts);
+    let null_seconds = null_started.elapsed().as_secs_f64();
+    println!();
+    println!(
+        "time: {:.1} min in all (teacher {:.1} min, {} tokens generated now at {:.0} tokens/s, the rest cached; students and audits {:.0} s; null checks {:.0} s); {} threads",
+        started.elapsed().as_secs_f64() / 60.0,
+        answers.seconds / 60.0,
+        answers.fresh_tokens,
+        answers.fresh_tokens as f64 / answers.fresh_seconds.max(1e-9),
+        students.seconds,
+        null_seconds,
+        args.threads
+    );
+
+    if let Some(path) = &args.plot {
+        plot(&students.rows, path)?;
+        println!("plot: {}", path.display());
+    }
+    Ok(())
+}
+
+/// The prompts, derived from the human-text corpus: disjoint sets for training, the held-out
+/// answers and the null keys.
+struct Prompts {
+    corpus: PathBuf,
+    train: Vec<String>,
+    held_out: Vec<String>,
+    null: Vec<String>,
+}
+
+impl Prompts {
+    fn read(args: &Args) -> Result<Self> {
+        let corpus = corpus::default_path().context(
+            "human-text corpus not found: run scripts/fetch-corpus.sh and set TRACEMARK_CORPUS",
+        )?;
+        let texts = corpus::read_texts(&corpus)?;
+        let null_total = args.null_keys * args.null_texts;
+        let mut all =
+            prompts_from_texts(&texts, args.train + args.held_out + null_total, args.seed)?;
+        let null = all.split_off(args.train + args.held_out);
+        let held_out = all.split_off(args.train);
+        Ok(Prompts {
+            corpus,
+            train: all,
+            held_out,
+            null,
+        })
+    }
+}
+
+/// The teacher's watermark and sampling.
+struct Settings {
+    scheme: Scheme,
+    green: GreenList,
+    generate: GenerateOptions,
+    plain_generate: GenerateOptions,
+}
+
+impl Settings {
+    fn new(args: &Args, vocab: u32) -> Result<Self> {
+        let scheme = Scheme {
+            delta: args.delta,
+            ..Scheme::default()
+        };
+        let green = GreenList::new(
+            &Experiment::Radioactivity.key(args.seed, 0),
+            scheme.clone(),
+            vocab,
+        )?;
+        let generate = GenerateOptions {
+            max_tokens: args.max_tokens,
+            min_tokens: 0,
+            sampling: Sampling::new(1.0, None, None)?,
+            seed: 0,
+            batch_size: args.batch_size,
+        };
+        let plain_generate = GenerateOptions {
+            seed: 1 << 32,
+            ..generate.clone()
+        };
+        Ok(Settings {
+            scheme,
+            green,
+            generate,
+            plain_generate,
+        })
+    }
+}
+
+fn print_header(args: &Args, teacher: &Teacher, settings: &Settings, prompts: &Prompts) {
+    let (scheme, corpus) = (&settings.scheme, &prompts.corpus);
     println!(
         "radioactivity: SmolLM2-135M-Instruct teacher (GGUF sha256 {}…), {}",
         &teacher.model_sha256()[..12],
@@ -152,7 +259,7 @@ fn main() -> Result<()> {
         scheme.width,
         scheme.gamma,
         scheme.delta,
-        green.key_fingerprint(),
+        settings.green.key_fingerprint(),
         args.max_tokens
     );
     println!(
@@ -160,10 +267,49 @@ fn main() -> Result<()> {
         corpus.canonicalize().unwrap_or(corpus.clone()).display(),
         args.train,
         args.held_out,
-        null_total,
+        prompts.null.len(),
         args.threads
     );
+}
 
+/// The teacher's answers: watermarked and plain for training, and each null key's own
+/// watermarked answers.
+struct TeacherAnswers {
+    wm: Vec<Sample>,
+    plain: Vec<Sample>,
+    null_sets: Vec<(GreenList, Vec<Sample>)>,
+    /// Seconds for all of them, cached or not.
+    seconds: f64,
+    /// Tokens generated now (not read from the cache), and the seconds they took.
+    fresh_tokens: usize,
+    fresh_seconds: f64,
+}
+
+impl TeacherAnswers {
+    /// Answer tokens in all.
+    fn tokens(&self) -> usize {
+        self.wm
+            .iter()
+            .chain(&self.plain)
+            .chain(self.null_sets.iter().flat_map(|(_, t)| t))
+            .map(|s| s.response_ids.len())
+            .sum()
+    }
+}
+
+fn teacher_answers(
+    teacher: &Teacher,
+    settings: &Settings,
+    prompts: &Prompts,
+    args: &Args,
+) -> Result<TeacherAnswers> {
+    let (green, generate, plain_generate) = (
+        &settings.green,
+        &settings.generate,
+        &settings.plain_generate,
+    );
+    let (train_prompts, null_prompts) = (&prompts.train, &prompts.null);
+    let vocab = teacher.vocab_size();
     // The teacher. Progress goes to stderr; `fresh` sums the tokens generated (not read from
     // the cache) and the seconds they took.
     let gen_started = Instant::now();
@@ -187,21 +333,21 @@ fn main() -> Result<()> {
     };
     let wm = teacher.answers(
         train_prompts,
-        Some(&green),
-        &generate,
+        Some(green),
+        generate,
         progress("watermarked".into()),
     )?;
     let plain = teacher.answers(
         train_prompts,
         None,
-        &plain_generate,
+        plain_generate,
         progress("plain".into()),
     )?;
     let mut null_sets: Vec<(GreenList, Vec<Sample>)> = Vec::with_capacity(args.null_keys);
     for (j, prompts) in null_prompts.chunks(args.null_texts.max(1)).enumerate() {
         let g = GreenList::new(
-            &experiment_key(args.seed, 1 + j as u64),
-            scheme.clone(),
+            &Experiment::Radioactivity.key(args.seed, 1 + j as u64),
+            settings.scheme.clone(),
             vocab,
         )?;
         let options = GenerateOptions {
@@ -216,23 +362,38 @@ fn main() -> Result<()> {
         )?;
         null_sets.push((g, texts));
     }
-    let generated: usize = wm
-        .iter()
-        .chain(&plain)
-        .chain(null_sets.iter().flat_map(|(_, t)| t))
-        .map(|s| s.response_ids.len())
-        .sum();
-    let generation_seconds = gen_started.elapsed().as_secs_f64();
-    let mean_green = mean_green_fraction(&green, &wm)?;
-    println!(
-        "teacher: {} answers ({} tokens; watermarked answers {:.1}% green) in {:.0} s",
-        2 * wm.len() + null_total,
-        generated,
-        100.0 * mean_green,
-        generation_seconds
-    );
+    let (fresh_tokens, fresh_seconds) = fresh.get();
+    Ok(TeacherAnswers {
+        wm,
+        plain,
+        null_sets,
+        seconds: gen_started.elapsed().as_secs_f64(),
+        fresh_tokens,
+        fresh_seconds,
+    })
+}
 
-    // The students.
+/// The students of every ρ, audited, and what they cost.
+struct Students {
+    rows: Vec<Row>,
+    /// The ρ = 0 student and its held-out answers, for the null checks.
+    innocent: Option<(NgramModel, Vec<Sample>)>,
+    train_seconds: f64,
+    sample_seconds: f64,
+    sampled_tokens: usize,
+    /// Seconds for training, sampling and auditing all of them.
+    seconds: f64,
+}
+
+fn run_students(
+    teacher: &Teacher,
+    green: &GreenList,
+    answers: &TeacherAnswers,
+    held_out_prompts: &[String],
+    args: &Args,
+) -> Result<Students> {
+    let (wm, plain) = (&answers.wm, &answers.plain);
+    let vocab = teacher.vocab_size();
     let stop = teacher.stop_ids().to_vec();
     let held_out = teacher.encode(held_out_prompts)?;
     let config = NgramConfig {
@@ -273,28 +434,8 @@ fn main() -> Result<()> {
         )?;
         sample_seconds += t.elapsed().as_secs_f64();
         sampled_tokens += answers.iter().map(|a| a.response_ids.len()).sum::<usize>();
-        let options = AuditOptions::default();
-        let closed = audit_outputs(&green, &answers, None, &options)?;
-        let closed_supervised = audit_outputs(
-            &green,
-            &answers,
-            Some(window_filter(&green, ours)?),
-            &options,
-        )?;
-        let reading = audit_reading(
-            &green,
-            &all_wm,
-            &student_predictions(&student, &all_wm)?,
-            None,
-            &options,
-        )?;
-        let reading_supervised = audit_reading(
-            &green,
-            ours,
-            &student_predictions(&student, ours)?,
-            None,
-            &options,
-        )?;
+        let [closed, closed_supervised, reading, reading_supervised] =
+            audit_student(green, &student, &answers, &all_wm, ours)?;
         rows.push(Row {
             rho,
             watermarked_answers: served.len(),
@@ -311,21 +452,78 @@ fn main() -> Result<()> {
             innocent = Some((student, answers));
         }
     }
-    let students_seconds = students_started.elapsed().as_secs_f64();
-    print_table(&rows, &args);
-    println!(
-        "students: {} trained in {:.2} s; {} answer tokens sampled in {:.2} s (one core)",
-        rows.len(),
+    Ok(Students {
+        rows,
+        innocent,
         train_seconds,
+        sample_seconds,
         sampled_tokens,
-        sample_seconds
-    );
+        seconds: students_started.elapsed().as_secs_f64(),
+    })
+}
 
-    // The null checks.
-    let Some((student0, answers0)) = innocent else {
-        bail!("the ρ = 0 student is missing");
-    };
-    let null_started = Instant::now();
+/// A student's four audits: closed and reading mode, unsupervised and supervised by `ours`
+/// (the watermarked answers it was served).
+fn audit_student(
+    green: &GreenList,
+    student: &NgramModel,
+    answers: &[Sample],
+    all_wm: &[&Sample],
+    ours: &[&Sample],
+) -> Result<[AuditReport; 4]> {
+    let options = AuditOptions::default();
+    let closed = audit_outputs(green, answers, None, &options)?;
+    let closed_supervised =
+        audit_outputs(green, answers, Some(window_filter(green, ours)?), &options)?;
+    let reading = audit_reading(
+        green,
+        all_wm,
+        &student_predictions(student, all_wm)?,
+        None,
+        &options,
+    )?;
+    let reading_supervised = audit_reading(
+        green,
+        ours,
+        &student_predictions(student, ours)?,
+        None,
+        &options,
+    )?;
+    Ok([closed, closed_supervised, reading, reading_supervised])
+}
+
+/// One log10 p-value per null key for each audit of the null checks, in table order.
+fn null_checks(
+    teacher: &Teacher,
+    null_sets: &[(GreenList, Vec<Sample>)],
+    student0: &NgramModel,
+    answers0: &[Sample],
+) -> Result<Vec<(String, Vec<f64>)>> {
+    let mut checks: Vec<(String, Vec<f64>)> = Vec::new();
+    for (g, texts) in null_sets {
+        let texts: Vec<&Sample> = texts.iter().collect();
+        for (i, (name, log10_p)) in null_audits(teacher, g, &texts, student0, answers0)?
+            .into_iter()
+            .enumerate()
+        {
+            match checks.get_mut(i) {
+                Some((_, v)) => v.push(log10_p),
+                None => checks.push((name.to_string(), vec![log10_p])),
+            }
+        }
+    }
+    Ok(checks)
+}
+
+/// The null audits under one key `g`, whose own watermarked answers are `texts`: neither the
+/// ρ = 0 student nor the default model saw them, so each log10 p is a draw from the null.
+fn null_audits(
+    teacher: &Teacher,
+    g: &GreenList,
+    texts: &[&Sample],
+    student0: &NgramModel,
+    answers0: &[Sample],
+) -> Result<[(&'static str, f64); 7]> {
     let on = AuditOptions::default();
     let no_dedup = AuditOptions {
         deduplicate: false,
@@ -335,68 +533,65 @@ fn main() -> Result<()> {
         exclude_context: false,
         ..AuditOptions::default()
     };
-    let mut checks: Vec<(String, Vec<f64>)> = Vec::new();
-    let mut push = |name: &str, log10_p: f64| match checks.iter_mut().find(|(n, _)| n == name) {
-        Some((_, v)) => v.push(log10_p),
-        None => checks.push((name.to_string(), vec![log10_p])),
-    };
-    for (g, texts) in &null_sets {
-        let texts: Vec<&Sample> = texts.iter().collect();
-        let student_reads = student_predictions(&student0, &texts)?;
-        let mut model_reads = Vec::with_capacity(texts.len());
-        for s in &texts {
-            model_reads.push(top1_predictions(
-                teacher.generator().model(),
-                &s.prompt_ids,
-                &s.response_ids,
-            )?);
-        }
-        let l = |r: AuditReport| r.score.log10_p_value;
-        push(
+    let student_reads = student_predictions(student0, texts)?;
+    let mut model_reads = Vec::with_capacity(texts.len());
+    for s in texts {
+        model_reads.push(top1_predictions(
+            teacher.generator().model(),
+            &s.prompt_ids,
+            &s.response_ids,
+        )?);
+    }
+    let l = |r: AuditReport| r.header.score.log10_p_value;
+    Ok([
+        (
             "ρ=0 student, closed, unsupervised",
-            l(audit_outputs(g, &answers0, None, &on)?),
-        );
-        push(
+            l(audit_outputs(g, answers0, None, &on)?),
+        ),
+        (
             "ρ=0 student, closed, filter: the key's texts",
             l(audit_outputs(
                 g,
-                &answers0,
-                Some(window_filter(g, &texts)?),
+                answers0,
+                Some(window_filter(g, texts)?),
                 &on,
             )?),
-        );
-        push(
+        ),
+        (
             "ρ=0 student, reading the key's texts",
-            l(audit_reading(g, &texts, &student_reads, None, &on)?),
-        );
-        push(
+            l(audit_reading(g, texts, &student_reads, None, &on)?),
+        ),
+        (
             "default model, reading the key's texts",
-            l(audit_reading(g, &texts, &model_reads, None, &on)?),
-        );
-        push(
+            l(audit_reading(g, texts, &model_reads, None, &on)?),
+        ),
+        (
             "ρ=0 student, closed, dedup OFF",
-            l(audit_outputs(g, &answers0, None, &no_dedup)?),
-        );
-        push(
+            l(audit_outputs(g, answers0, None, &no_dedup)?),
+        ),
+        (
             "default model, reading, dedup OFF",
-            l(audit_reading(g, &texts, &model_reads, None, &no_dedup)?),
-        );
-        push(
+            l(audit_reading(g, texts, &model_reads, None, &no_dedup)?),
+        ),
+        (
             "default model, reading, context exclusion OFF",
-            l(audit_reading(g, &texts, &model_reads, None, &no_context)?),
-        );
-    }
+            l(audit_reading(g, texts, &model_reads, None, &no_context)?),
+        ),
+    ])
+}
+
+fn print_null_checks(checks: &[(String, Vec<f64>)], keys: usize, texts_per_key: usize) {
     println!();
     println!(
         "Null checks: {} keys, each with its own {} watermarked teacher answers (read under that key)",
-        null_sets.len(),
-        args.null_texts
+        keys,
+        texts_per_key
     );
     println!(
         "{:<50} {:>6} {:>5} {:>5} {:>18} {:>18} {:>8}  verdict",
         "audit", "mean p", "KS p", "KS+ p", "p≤0.05 [95% CI]", "p≤0.01 [95% CI]", "min lg p"
     );
-    for (name, log10_p) in &checks {
+    for (name, log10_p) in checks {
         let c = NullCheck::from_log10_p(log10_p);
         println!(
             "{:<50} {:>6.3} {:>5.3} {:>5.3} {:>18} {:>18} {:>8.2}  {}",
@@ -404,14 +599,8 @@ fn main() -> Result<()> {
             c.mean_p,
             c.ks_p,
             c.ks_excess_p,
-            format!(
-                "{}/{} [{:.2}, {:.2}]",
-                c.flagged_05, c.keys, c.ci_05.0, c.ci_05.1
-            ),
-            format!(
-                "{}/{} [{:.2}, {:.2}]",
-                c.flagged_01, c.keys, c.ci_01.0, c.ci_01.1
-            ),
+            rate_cell(c.flagged_05, c.keys, c.ci_05),
+            rate_cell(c.flagged_01, c.keys, c.ci_01),
             c.min_log10_p,
             c.verdict()
         );
@@ -421,24 +610,11 @@ fn main() -> Result<()> {
          verdict: FALSE+ when a rate's interval lies above its level or KS+ p < 0.01; conservative when\n\
          only the two-sided test rejects (exact p-values of small counts run large: no false alarms)."
     );
-    let null_seconds = null_started.elapsed().as_secs_f64();
-    println!();
-    println!(
-        "time: {:.1} min in all (teacher {:.1} min, {} tokens generated now at {:.0} tokens/s, the rest cached; students and audits {:.0} s; null checks {:.0} s); {} threads",
-        started.elapsed().as_secs_f64() / 60.0,
-        generation_seconds / 60.0,
-        fresh.get().0,
-        fresh.get().0 as f64 / fresh.get().1.max(1e-9),
-        students_seconds,
-        null_seconds,
-        args.threads
-    );
+}
 
-    if let Some(path) = &args.plot {
-        plot(&rows, path)?;
-        println!("plot: {}", path.display());
-    }
-    Ok(())
+/// "k/n [lo, hi]": keys flagged at a level, with the 95% interval of the rate.
+fn rate_cell(flagged: u64, keys: usize, ci: (f64, f64)) -> String {
+    format!("{}/{} [{:.2}, {:.2}]", flagged, keys, ci.0, ci.1)
 }
 
 /// Mean fraction of green tokens over the scored tokens of our watermarked answers.
@@ -446,22 +622,25 @@ fn mean_green_fraction(green: &GreenList, answers: &[Sample]) -> Result<f64> {
     let mut scored = 0u64;
     let mut g = 0u64;
     for s in answers {
-        let d = watermark_core::detect::detect(
+        let d = watermark_core::detect(
             green,
             &s.prompt_ids,
             &s.response_ids,
-            &watermark_core::detect::DetectOptions::default(),
+            &watermark_core::DetectOptions::default(),
         );
         if let Ok(d) = d {
-            scored += d.score.scored;
-            g += d.score.green;
+            scored += d.header.score.scored;
+            g += d.header.score.green;
         }
     }
     Ok(g as f64 / scored.max(1) as f64)
 }
 
 fn cell(r: &AuditReport) -> String {
-    format!("{:>8.1} {:>7}", r.score.log10_p_value, r.score.scored)
+    format!(
+        "{:>8.1} {:>7}",
+        r.header.score.log10_p_value, r.header.score.scored
+    )
 }
 
 fn print_table(rows: &[Row], args: &Args) {
@@ -509,7 +688,7 @@ fn print_table(rows: &[Row], args: &Args) {
 }
 
 /// −log10 p against ρ, both on log axes (ρ = 0 cannot be drawn there; the table has it).
-fn plot(rows: &[Row], path: &std::path::Path) -> Result<()> {
+fn plot(rows: &[Row], path: &Path) -> Result<()> {
     use tracemark_plot::{Chart, ReferenceLine, Scale, Series};
     let series = |name: &str, f: &dyn Fn(&Row) -> f64| {
         Series::line_points(
@@ -526,13 +705,13 @@ fn plot(rows: &[Row], path: &std::path::Path) -> Result<()> {
         "watermarked share of training answers (%)",
         "-log10 p",
     )
-    .with_series(series("closed", &|r| r.closed.score.log10_p_value))
+    .with_series(series("closed", &|r| r.closed.header.score.log10_p_value))
     .with_series(series("closed, filter", &|r| {
-        r.closed_supervised.score.log10_p_value
+        r.closed_supervised.header.score.log10_p_value
     }))
-    .with_series(series("reading", &|r| r.reading.score.log10_p_value))
+    .with_series(series("reading", &|r| r.reading.header.score.log10_p_value))
     .with_series(series("reading, served", &|r| {
-        r.reading_supervised.score.log10_p_value
+        r.reading_supervised.header.score.log10_p_value
     }))
     .with_reference(ReferenceLine::horizontal(6.0, "FPR 1e-6"));
     chart.x.scale = Scale::Log10;

@@ -1,6 +1,21 @@
-//! Markdown helpers for the report.
+//! Markdown helpers for the report, and its plots.
 
 use std::fmt::Write as _;
+use std::path::Path;
+
+use tracemark_plot::Chart;
+
+use super::Result;
+
+/// Plot size in pixels.
+const PLOT_W: u32 = 900;
+const PLOT_H: u32 = 540;
+
+/// Saves a chart as `out_dir/name` and returns the Markdown that shows it.
+pub fn plot(chart: &Chart, out_dir: &Path, name: &str) -> Result<String> {
+    chart.save_png(&out_dir.join(name), PLOT_W, PLOT_H)?;
+    Ok(format!("![{}]({name})\n\n", chart.title))
+}
 
 /// A Markdown table.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {

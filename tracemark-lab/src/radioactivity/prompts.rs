@@ -2,11 +2,9 @@
 //! document inside one of a few instruction templates ("Continue this passage: …").
 //!
 //! Derived rather than stored, so that a few thousand varied prompts cost no data file, and the
-//! corpus is already what `make test` fetches and checks.
+//! corpus is already what `make test` fetches and checks ([`crate::corpus`] reads it).
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
 
 use super::{permutation, Error, Result};
 
@@ -28,45 +26,6 @@ const TEMPLATES: [&str; 10] = [
 const MAX_WORDS: usize = 30;
 /// Shortest excerpt, in words: shorter openings ("Chapter 1") make poor prompts.
 const MIN_WORDS: usize = 5;
-
-/// The corpus: `$TRACEMARK_CORPUS`, else `../shared/corpora/human-dev.jsonl.gz` beside the
-/// checkout (what `scripts/fetch-corpus.sh` prints).
-pub fn corpus_path() -> Option<PathBuf> {
-    let candidates = [
-        std::env::var_os("TRACEMARK_CORPUS")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from),
-        Some(PathBuf::from(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/corpora/human-dev.jsonl.gz"
-        ))),
-    ];
-    candidates.into_iter().flatten().find(|p| p.is_file())
-}
-
-/// The `text` field of every line of a gzip JSONL corpus.
-pub fn read_corpus_texts(path: &Path) -> Result<Vec<String>> {
-    let io = |source| Error::Io {
-        path: path.display().to_string(),
-        source,
-    };
-    let file = std::fs::File::open(path).map_err(io)?;
-    let mut texts = Vec::new();
-    for line in BufReader::new(flate2::read::GzDecoder::new(file)).lines() {
-        let line = line.map_err(io)?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let v: serde_json::Value = serde_json::from_str(&line).map_err(|source| Error::Json {
-            path: path.display().to_string(),
-            source,
-        })?;
-        if let Some(t) = v["text"].as_str() {
-            texts.push(t.to_string());
-        }
-    }
-    Ok(texts)
-}
 
 /// The opening of a text: whitespace collapsed, cut after the first sentence end past
 /// `MIN_WORDS` words, or at `MAX_WORDS` words. `None` for a text too short.

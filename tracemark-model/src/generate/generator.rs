@@ -3,9 +3,9 @@
 
 use std::path::Path;
 
-use watermark_core::sampler::Sampling;
-use watermark_core::text::TextTokenizer;
 use watermark_core::GreenList;
+use watermark_core::Sampling;
+use watermark_core::TextTokenizer;
 
 use super::observer::{Observer, Tokens};
 use super::run::{run, Job, Limits, Output};

@@ -3,8 +3,8 @@
 //! batch. The CLI, the evaluation, the radioactivity teacher and the synthetic model all run
 //! through it, so a seeded output cannot depend on which of them asked.
 
-use watermark_core::sampler::{Sampling, WatermarkSampler};
 use watermark_core::GreenList;
+use watermark_core::{Sampling, WatermarkSampler};
 
 use super::observer::{Observer, Step};
 use super::source::LogitsSource;

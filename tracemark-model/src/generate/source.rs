@@ -42,7 +42,7 @@ impl LogitsSource for Llama {
 }
 
 /// A source made of a function from a whole context to its next-token logits, such as
-/// `watermark_core::synthetic::SyntheticLm::logits`: no cache, each row computed afresh.
+/// `watermark_core::SyntheticLm::logits`: no cache, each row computed afresh.
 #[derive(Clone, Debug)]
 pub struct PerContext<F>(pub F);
 

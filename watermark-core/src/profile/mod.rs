@@ -3,22 +3,31 @@
 //! A detector run with other parameters than the generator (another γ, window, key or
 //! tokenizer) returns a score that means nothing; that is the most reported failure of watermark
 //! tools. So the profile records the key's and the tokenizer's fingerprints, and loading checks
-//! both instead of trusting the caller.
+//! both instead of trusting the caller. [`Profile::open`] does all of it at once and returns a
+//! [`ProfileSession`]; [`Profile::create`] writes a new key and profile.
+
+mod create;
+mod session;
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::detect::DEFAULT_FPR;
 use crate::error::{Error, Result};
+use crate::fpr::{Fpr, DEFAULT_FPR};
 use crate::green::{GreenList, Scheme, SPEC_VERSION};
 use crate::key::SecretKey;
+
+#[cfg(feature = "tokenizers")]
+pub use create::TOKENIZER_FILE;
+pub use create::{CreatedProfile, NewProfile, ProfileFormat, TokenizerSource, KEY_FILE};
+pub use session::ProfileSession;
 
 /// The tokenizer a profile is bound to.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenizerBinding {
-    /// Fingerprint of the tokenizer (see [`file_fingerprint`]).
+    /// Fingerprint of the tokenizer: the first 16 hex digits of the SHA-256 of its file.
     pub fingerprint: String,
     /// Where the tokenizer was found when the profile was made (relative to the profile's
     /// directory, or absolute); used when the caller names none.
@@ -27,8 +36,7 @@ pub struct TokenizerBinding {
 }
 
 /// A watermark profile, as stored in TOML or JSON.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Profile {
     /// The green-list spec version; must equal [`SPEC_VERSION`].
     pub spec: String,
@@ -41,19 +49,37 @@ pub struct Profile {
     /// The scheme and its parameters.
     pub scheme: Scheme,
     /// The tokenizer, when text (not only token ids) is to be detected.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tokenizer: Option<TokenizerBinding>,
     /// Default false-positive rate of detection verdicts.
-    #[serde(default = "default_fpr")]
-    pub fpr: f64,
+    pub fpr: Fpr,
     /// Directory the profile was loaded from; relative paths resolve against it.
     #[serde(skip)]
     base_dir: PathBuf,
 }
 
+/// A profile file as written: [`Profile`]'s fields with the false-positive rate not yet checked,
+/// so that a bad rate is reported as the file's fault, like every other check of [`Profile::load`].
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoredProfile {
+    spec: String,
+    key_file: PathBuf,
+    key_fingerprint: String,
+    vocab_size: u32,
+    scheme: Scheme,
+    #[serde(default)]
+    tokenizer: Option<TokenizerBinding>,
+    #[serde(default = "default_fpr")]
+    fpr: f64,
+}
+
 fn default_fpr() -> f64 {
     DEFAULT_FPR
 }
+
+/// Largest profile file read: a profile is well under a kilobyte.
+const MAX_PROFILE_BYTES: u64 = 1 << 20;
 
 impl Profile {
     /// A new profile for `key` (stored at `key_file`) with the given scheme and vocabulary.
@@ -71,42 +97,51 @@ impl Profile {
             vocab_size,
             scheme,
             tokenizer: None,
-            fpr: DEFAULT_FPR,
+            fpr: Fpr::DEFAULT,
             base_dir: PathBuf::new(),
         })
     }
 
-    /// Reads a profile: `.json` files as JSON, anything else as TOML. Checks the spec version
-    /// and the scheme; the key is checked by [`Profile::green_list`].
+    /// Reads a profile: `.json` files as JSON, anything else as TOML. Checks the spec version,
+    /// the scheme and the false-positive rate; the key is checked by [`Profile::green_list`].
     pub fn load(path: &Path) -> Result<Self> {
-        let raw = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let raw = crate::files::read_limited(path, MAX_PROFILE_BYTES, "profile")?;
         let malformed = |reason: String| Error::MalformedProfile {
             path: path.to_path_buf(),
             reason,
         };
         let text = String::from_utf8(raw).map_err(|_| malformed("not UTF-8 text".into()))?;
-        let mut profile: Profile = if path.extension().is_some_and(|e| e == "json") {
-            serde_json::from_str(&text).map_err(|e| malformed(e.to_string()))?
+        // Editors on some systems start UTF-8 files with a byte-order mark; it is not content.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+        let stored: StoredProfile = if is_json(path) {
+            serde_json::from_str(text).map_err(|e| malformed(e.to_string()))?
         } else {
-            toml::from_str(&text).map_err(|e| malformed(e.message().to_string()))?
+            toml::from_str(text).map_err(|e| malformed(e.message().to_string()))?
         };
-        if profile.spec != SPEC_VERSION {
+        if stored.spec != SPEC_VERSION {
             return Err(Error::SpecMismatch {
-                found: profile.spec,
+                found: stored.spec,
                 expected: SPEC_VERSION,
             });
         }
-        profile.scheme.validate()?;
-        if !(profile.fpr > 0.0 && profile.fpr < 1.0) {
-            return Err(malformed(format!("fpr {} must lie in (0, 1)", profile.fpr)));
-        }
-        profile.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        Ok(profile)
+        stored.scheme.validate()?;
+        let fpr = Fpr::new(stored.fpr)
+            .map_err(|_| malformed(format!("fpr {} must lie in (0, 1)", stored.fpr)))?;
+        Ok(Profile {
+            spec: stored.spec,
+            key_file: stored.key_file,
+            key_fingerprint: stored.key_fingerprint,
+            vocab_size: stored.vocab_size,
+            scheme: stored.scheme,
+            tokenizer: stored.tokenizer,
+            fpr,
+            base_dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
+        })
     }
 
     /// Writes the profile; `.json` paths as JSON, anything else as TOML.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let text = if path.extension().is_some_and(|e| e == "json") {
+        let text = if is_json(path) {
             serde_json::to_string_pretty(self)
                 .map_err(|e| Error::InvalidParameter(e.to_string()))?
         } else {
@@ -156,10 +191,9 @@ impl Profile {
     }
 }
 
-/// Fingerprint of a file's exact bytes: the first 16 hex digits of its SHA-256.
-pub fn file_fingerprint(bytes: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    hex::encode(&Sha256::digest(bytes)[..8])
+/// Whether a profile path is read and written as JSON (else TOML).
+fn is_json(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "json")
 }
 
 #[cfg(test)]
@@ -206,6 +240,69 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// A profile as `tracemark keygen` has always written it.
+    const PROFILE_TOML: &str = "spec = \"tracemark-green-v1\"
+key_file = \"tracemark.key\"
+key_fingerprint = \"5d1e8b27aa4fc3e0\"
+vocab_size = 49152
+fpr = 1e-6
+
+[scheme]
+seeding = \"self-seeded\"
+width = 3
+gamma = 0.25
+delta = 2.0
+
+[tokenizer]
+fingerprint = \"0123456789abcdef\"
+path = \"tokenizer.json\"
+";
+
+    #[test]
+    fn existing_profile_files_load_and_save_unchanged() {
+        let dir = temp_dir("format");
+        std::fs::write(dir.join("profile.toml"), PROFILE_TOML).unwrap();
+        let p = Profile::load(&dir.join("profile.toml")).unwrap();
+        assert_eq!(p.fpr, Fpr::DEFAULT);
+        assert_eq!(p.scheme.seeding, crate::Seeding::SelfSeeded);
+        assert_eq!(
+            p.resolve(Path::new("tokenizer.json")),
+            dir.join("tokenizer.json")
+        );
+        p.save(&dir.join("again.toml")).unwrap();
+        let again = std::fs::read_to_string(dir.join("again.toml")).unwrap();
+        assert_eq!(Profile::load(&dir.join("again.toml")).unwrap(), p);
+        p.save(&dir.join("p.json")).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("p.json")).unwrap()).unwrap();
+        assert_eq!(json["fpr"], 1e-6);
+        assert_eq!(json["scheme"]["seeding"], "self-seeded");
+        assert!(
+            again.starts_with("spec = \"tracemark-green-v1\"\n"),
+            "{again}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_skipped_and_devices_are_refused() {
+        let dir = temp_dir("bom");
+        let key = SecretKey::generate().unwrap();
+        let p = Profile::new("a.key".into(), &key, Scheme::default(), 500).unwrap();
+        for name in ["p.toml", "p.json"] {
+            p.save(&dir.join(name)).unwrap();
+            let mut bytes = "\u{feff}".as_bytes().to_vec();
+            bytes.extend(std::fs::read(dir.join(name)).unwrap());
+            std::fs::write(dir.join(name), bytes).unwrap();
+            assert_eq!(Profile::load(&dir.join(name)).unwrap().scheme, p.scheme);
+        }
+        let err = Profile::load(Path::new("/dev/zero"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a regular file"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn malformed_profiles_are_refused_with_reasons() {
         let dir = temp_dir("bad");
@@ -219,6 +316,22 @@ mod tests {
             std::fs::write(dir.join(name), body).unwrap();
             let err = Profile::load(&dir.join(name)).unwrap_err();
             assert!(!err.to_string().is_empty(), "{name}");
+        }
+        // A bad rate is the file's fault, in either format, without a parser position.
+        let body = PROFILE_TOML.replace("fpr = 1e-6", "fpr = 2.0");
+        std::fs::write(dir.join("fpr.toml"), body).unwrap();
+        let json = r#"{"spec": "tracemark-green-v1", "key_file": "k", "key_fingerprint": "x",
+            "vocab_size": 5, "fpr": 0, "scheme": {"seeding": "previous", "width": 2,
+            "gamma": 0.25, "delta": 2.0}}"#;
+        std::fs::write(dir.join("fpr.json"), json).unwrap();
+        for (name, rate) in [("fpr.toml", "2"), ("fpr.json", "0")] {
+            let path = dir.join(name);
+            let err = Profile::load(&path).unwrap_err().to_string();
+            let want = format!(
+                "{}: malformed profile: fpr {rate} must lie in (0, 1)",
+                path.display()
+            );
+            assert_eq!(err, want);
         }
         assert!(matches!(
             Profile::load(&dir.join("missing.toml")),

@@ -1,20 +1,78 @@
 //! `tracemark generate`: watermarked (or plain) answers from the default model, streamed as
 //! text or written as JSON lines that `detect` reads back; or token ids from the synthetic model.
 
-use std::io::{IsTerminal, Write};
-use std::path::Path;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{anyhow, bail, Context, Result};
-use serde::{Deserialize, Serialize};
+use anyhow::{anyhow, bail, Result};
+use clap::Args;
+use serde::Serialize;
 use tracemark_model::generate::{Completion, GenerateOptions, Generator, Job, Limits, PerContext};
 use tracemark_model::llama::{set_threads, LoadOptions};
-use watermark_core::profile::Profile;
-use watermark_core::sampler::Sampling;
-use watermark_core::synthetic::SyntheticLm;
 use watermark_core::GreenList;
+use watermark_core::Profile;
+use watermark_core::Sampling;
+use watermark_core::SyntheticLm;
 
-use crate::cli::GenerateArgs;
+use crate::input::{Input, InputError, IoWording, Prompt, Record};
+use crate::progress::GenerateProgress;
+
+/// Arguments of `tracemark generate`.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Profile written by `tracemark keygen`.
+    #[arg(long, value_name = "FILE")]
+    pub profile: PathBuf,
+    /// The user prompt to answer (the model's chat template is applied).
+    #[arg(long, value_name = "TEXT", conflicts_with_all = ["prompts", "synthetic"])]
+    pub prompt: Option<String>,
+    /// Answer every prompt of a JSONL file (objects with a `prompt` string and optionally an
+    /// `id`): one JSON object out per prompt, batched, with progress on stderr.
+    #[arg(long, value_name = "FILE", conflicts_with = "synthetic")]
+    pub prompts: Option<PathBuf>,
+    /// GGUF model file (default: the cached SmolLM2-135M-Instruct; `make model` fetches it).
+    #[arg(long, value_name = "FILE")]
+    pub model: Option<PathBuf>,
+    /// Prompts run through the model together.
+    #[arg(long, value_name = "B", default_value_t = 8,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch_size: u32,
+    /// Print one JSON object per answer: prompt, completion, and their token ids.
+    #[arg(long)]
+    pub json: bool,
+    /// Generate token ids from the built-in synthetic model instead (no weights needed).
+    #[arg(long)]
+    pub synthetic: bool,
+    /// Number of documents to generate (synthetic model).
+    #[arg(long, value_name = "C", default_value_t = 1, requires = "synthetic")]
+    pub count: u64,
+    /// Most tokens to generate per answer.
+    #[arg(long, value_name = "N", default_value_t = 200,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_tokens: u32,
+    /// Sampling temperature; 0 picks the most likely token.
+    #[arg(long, value_name = "T", default_value_t = 1.0)]
+    pub temperature: f32,
+    /// Sample only among the K most likely tokens.
+    #[arg(long, value_name = "K")]
+    pub top_k: Option<usize>,
+    /// Sample only among the most likely tokens whose probabilities add up to P, in (0, 1].
+    #[arg(long, value_name = "P")]
+    pub top_p: Option<f32>,
+    /// Random seed of the sampler; answer i samples with seed + i.
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    pub seed: u64,
+    /// Generate without the watermark, for comparison.
+    #[arg(long)]
+    pub no_watermark: bool,
+    /// Synthetic model's logit scale: larger means lower entropy and a weaker watermark.
+    #[arg(long, value_name = "X", default_value_t = 1.0, requires = "synthetic")]
+    pub sharpness: f32,
+    /// CPU threads for the model (default: one per core; on busy machines 1 can be faster).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+}
 
 pub fn run(args: &GenerateArgs, out: &mut impl Write) -> Result<()> {
     let profile = Profile::load(&args.profile)?;
@@ -28,6 +86,8 @@ pub fn run(args: &GenerateArgs, out: &mut impl Write) -> Result<()> {
         return synthetic(args, &profile, green, sampling, out);
     }
     let prompts = match (&args.prompt, &args.prompts) {
+        // The same rule as a --prompts line: an empty prompt is refused.
+        (Some(p), None) if p.trim().is_empty() => bail!("--prompt: the prompt is empty"),
         (Some(p), None) => vec![Prompt {
             prompt: p.clone(),
             id: None,
@@ -57,7 +117,7 @@ pub fn run(args: &GenerateArgs, out: &mut impl Write) -> Result<()> {
     let texts: Vec<String> = prompts.iter().map(|p| p.prompt.clone()).collect();
     let stream = !args.json && texts.len() == 1;
     let started = Instant::now();
-    let mut progress = Progress::new(texts.len(), args.prompts.is_some());
+    let mut progress = GenerateProgress::new(texts.len(), args.prompts.is_some());
     let mut streamed = Vec::new();
     let mut printed = 0usize;
     let mut stream_error = None;
@@ -103,40 +163,42 @@ pub fn run(args: &GenerateArgs, out: &mut impl Write) -> Result<()> {
     Ok(())
 }
 
-/// One line of a `--prompts` file.
-#[derive(Debug, Deserialize)]
-struct Prompt {
-    prompt: String,
-    #[serde(default)]
-    id: Option<serde_json::Value>,
-}
-
+/// Every prompt of a `--prompts` file, in order. The whole file must be UTF-8 before any line
+/// is judged, so an invalid byte anywhere is reported first, for the whole file.
 fn read_prompts(path: &Path) -> Result<Vec<Prompt>> {
-    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    let text = std::str::from_utf8(&bytes)
-        .map_err(|_| anyhow!("{}: not valid UTF-8 text", path.display()))?;
+    let name = path.display();
     let mut prompts = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim_start_matches('\u{feff}').trim();
-        if line.is_empty() {
-            continue;
+    let mut first_refusal = None;
+    for line in Input::file(path, IoWording::CannotRead)?.lines()? {
+        let line = match line {
+            Ok(line) => line,
+            Err(InputError::NotUtf8 { .. }) => bail!("{name}: not valid UTF-8 text"),
+            Err(e) => return Err(e.into()),
+        };
+        if first_refusal.is_none() {
+            match read_prompt(&line.text) {
+                Ok(prompt) => prompts.push(prompt),
+                Err(why) => first_refusal = Some(anyhow!("{}: {why}", line.at)),
+            }
         }
-        let p: Prompt = serde_json::from_str(line).map_err(|e| {
-            anyhow!(
-                "{}:{}: malformed JSONL line (need a `prompt` string): {e}",
-                path.display(),
-                i + 1
-            )
-        })?;
-        if p.prompt.trim().is_empty() {
-            bail!("{}:{}: the prompt is empty", path.display(), i + 1);
-        }
-        prompts.push(p);
+    }
+    if let Some(refusal) = first_refusal {
+        return Err(refusal);
     }
     if prompts.is_empty() {
-        bail!("{}: no prompts", path.display());
+        bail!("{name}: no prompts");
     }
     Ok(prompts)
+}
+
+/// One line's prompt, or why it has none.
+fn read_prompt(line: &str) -> Result<Prompt, String> {
+    let prompt = Record::parse_prompt(line)
+        .map_err(|e| format!("malformed JSONL line (need a `prompt` string): {e}"))?;
+    if prompt.prompt.trim().is_empty() {
+        return Err("the prompt is empty".to_string());
+    }
+    Ok(prompt)
 }
 
 /// One `--json` output line; `detect` scores `tokens` after `prompt_tokens`.
@@ -162,61 +224,6 @@ impl<'a> Answer<'a> {
             tokens: &c.completion_ids,
             watermarked,
             stopped: c.stopped,
-        }
-    }
-}
-
-/// Progress on stderr for `--prompts`: a self-updating line on a terminal, nothing otherwise.
-struct Progress {
-    total: usize,
-    tokens: u64,
-    done_hint: usize,
-    enabled: bool,
-    started: Instant,
-}
-
-impl Progress {
-    fn new(total: usize, wanted: bool) -> Self {
-        Progress {
-            total,
-            tokens: 0,
-            done_hint: 0,
-            enabled: wanted && std::io::stderr().is_terminal(),
-            started: Instant::now(),
-        }
-    }
-
-    fn token(&mut self) {
-        self.tokens += 1;
-        if self.enabled && self.tokens % 16 == 0 {
-            let secs = self.started.elapsed().as_secs_f64().max(1e-9);
-            let width = 30;
-            let filled = width * self.done_hint.min(self.total) / self.total.max(1);
-            let _ = write!(
-                std::io::stderr(),
-                "\r[{}{}] prompt {}/{} · {} tokens · {:.1} tokens/s ",
-                "#".repeat(filled),
-                ".".repeat(width - filled),
-                self.done_hint,
-                self.total,
-                self.tokens,
-                self.tokens as f64 / secs
-            );
-        }
-    }
-
-    fn finish(&self, started: Instant) {
-        if self.enabled {
-            let secs = started.elapsed().as_secs_f64().max(1e-9);
-            let _ = writeln!(
-                std::io::stderr(),
-                "\rdone: {} answers, {} tokens in {:.1} s ({:.1} tokens/s){}",
-                self.total,
-                self.tokens,
-                secs,
-                self.tokens as f64 / secs,
-                " ".repeat(20)
-            );
         }
     }
 }

@@ -1,0 +1,59 @@
+//! The audits of a student: closed model (its outputs) and reading mode (its predictions over
+//! our texts), each optionally supervised by a filter of our watermarked windows.
+
+use watermark_core::GreenList;
+use watermark_core::{Audit, AuditOptions, AuditReport, WindowFilter};
+
+use super::{Result, Sample};
+
+/// A filter of the windows of `ours` (our watermarked outputs), for a supervised audit.
+pub fn window_filter(green: &GreenList, ours: &[&Sample]) -> Result<WindowFilter> {
+    let mut filter = WindowFilter::new(green);
+    for s in ours {
+        filter.add_text(&s.prompt_ids, &s.response_ids)?;
+    }
+    Ok(filter)
+}
+
+/// An empty audit under `green`, supervised when `filter` is given.
+fn new_audit(
+    green: &GreenList,
+    filter: Option<WindowFilter>,
+    options: &AuditOptions,
+) -> Result<Audit> {
+    let audit = Audit::new(green.clone(), options.clone())?;
+    Ok(match filter {
+        Some(f) => audit.with_filter(f)?,
+        None => audit,
+    })
+}
+
+/// Closed-model audit of a suspect's outputs; supervised when `filter` is given.
+pub fn audit_outputs(
+    green: &GreenList,
+    outputs: &[Sample],
+    filter: Option<WindowFilter>,
+    options: &AuditOptions,
+) -> Result<AuditReport> {
+    let mut audit = new_audit(green, filter, options)?;
+    for s in outputs {
+        audit.add_output(&s.prompt_ids, &s.response_ids)?;
+    }
+    Ok(audit.report())
+}
+
+/// Reading-mode audit: `predictions[j][i]` is the suspect's top-1 for position `i` of
+/// `texts[j]`'s response, read after its prompt.
+pub fn audit_reading(
+    green: &GreenList,
+    texts: &[&Sample],
+    predictions: &[Vec<u32>],
+    filter: Option<WindowFilter>,
+    options: &AuditOptions,
+) -> Result<AuditReport> {
+    let mut audit = new_audit(green, filter, options)?;
+    for (s, p) in texts.iter().zip(predictions) {
+        audit.add_reading(&s.prompt_ids, &s.response_ids, p)?;
+    }
+    Ok(audit.report())
+}

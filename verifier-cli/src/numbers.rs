@@ -1,0 +1,44 @@
+//! How numbers read in the tables and reports of `detect` and `audit`.
+
+/// Two decimals, without a "-0.00".
+pub fn fixed(x: f64) -> String {
+    let s = format!("{x:.2}");
+    if s == "-0.00" {
+        "0.00".to_string()
+    } else {
+        s
+    }
+}
+
+/// `3.1e-12`, or `<1e-308` when the p-value underflows (its log10 is still exact).
+pub fn format_p(p: f64) -> String {
+    if p == 0.0 {
+        "<1e-308".to_string()
+    } else {
+        format!("{p:.1e}")
+    }
+}
+
+/// `0.01` for ordinary rates, `1e-6` for small ones.
+pub fn format_fpr(fpr: f64) -> String {
+    if fpr >= 1e-3 {
+        format!("{fpr}")
+    } else {
+        format!("{fpr:e}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_formatted_for_the_table() {
+        assert_eq!(format_p(3.14e-12), "3.1e-12");
+        assert_eq!(format_p(0.0), "<1e-308");
+        assert_eq!(fixed(-0.001), "0.00");
+        assert_eq!(fixed(-41.987), "-41.99");
+        assert_eq!(format_fpr(1e-6), "1e-6");
+        assert_eq!(format_fpr(0.01), "0.01");
+    }
+}

@@ -1,0 +1,182 @@
+//! Progress on stderr: one self-updating line, drawn only when stderr is a terminal, so that
+//! pipelines and logs never see it.
+
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+/// The line is redrawn at most this often.
+const REDRAW_EVERY: Duration = Duration::from_millis(200);
+/// Characters between the brackets of a bar.
+const BAR_WIDTH: u64 = 30;
+
+/// The self-updating line itself.
+#[derive(Debug)]
+struct StatusLine {
+    enabled: bool,
+    started: Instant,
+    last_draw: Option<Instant>,
+}
+
+impl StatusLine {
+    fn new(wanted: bool) -> Self {
+        StatusLine {
+            enabled: wanted && std::io::stderr().is_terminal(),
+            started: Instant::now(),
+            last_draw: None,
+        }
+    }
+
+    /// `amount` per second since the start.
+    fn rate(&self, amount: f64) -> f64 {
+        amount / self.started.elapsed().as_secs_f64().max(1e-9)
+    }
+
+    /// Redraws the line as `text()` says, unless it was drawn a moment ago.
+    fn draw(&mut self, text: impl FnOnce(&Self) -> String) {
+        if !self.enabled || self.last_draw.is_some_and(|t| t.elapsed() < REDRAW_EVERY) {
+            return;
+        }
+        self.last_draw = Some(Instant::now());
+        // Progress is a courtesy: a failed write to stderr is ignored.
+        let _ = write!(std::io::stderr(), "\r{} ", text(self));
+    }
+
+    /// Blanks the line, leaving the cursor at its start.
+    fn clear(&self) {
+        if self.enabled {
+            let _ = write!(std::io::stderr(), "\r{}\r", " ".repeat(72));
+        }
+    }
+
+    /// Replaces the line with a last one that stays.
+    fn conclude(&self, text: &str) {
+        if self.enabled {
+            let _ = writeln!(std::io::stderr(), "\r{text}{}", " ".repeat(20));
+        }
+    }
+}
+
+/// `[#####.........]`: `done` out of `total`.
+fn bar(done: u64, total: u64) -> String {
+    let filled = (BAR_WIDTH * done.min(total) / total.max(1)) as usize;
+    let width = BAR_WIDTH as usize;
+    format!("[{}{}]", "#".repeat(filled), ".".repeat(width - filled))
+}
+
+/// How much of an input is read (`audit`): a bar when its size is known. Cleared when dropped.
+#[derive(Debug)]
+pub struct ReadProgress {
+    line: StatusLine,
+    what: String,
+    total: Option<u64>,
+    done: u64,
+}
+
+impl ReadProgress {
+    /// Progress of reading `total` bytes (if known), called `what`.
+    pub fn new(what: &str, total: Option<u64>) -> Self {
+        ReadProgress {
+            line: StatusLine::new(true),
+            what: what.to_string(),
+            total,
+            done: 0,
+        }
+    }
+
+    /// `bytes` more were read.
+    pub fn advance(&mut self, bytes: u64) {
+        self.done += bytes;
+        let (what, total, done) = (&self.what, self.total, self.done);
+        self.line.draw(|line| {
+            let mb = done as f64 / 1e6;
+            let rate = line.rate(mb);
+            match total {
+                Some(total) if total > 0 => format!(
+                    "{} {what} {mb:.1}/{:.1} MB · {rate:.1} MB/s",
+                    bar(done, total),
+                    total as f64 / 1e6
+                ),
+                _ => format!("{what} {mb:.1} MB · {rate:.1} MB/s"),
+            }
+        });
+    }
+}
+
+impl Drop for ReadProgress {
+    fn drop(&mut self) {
+        self.line.clear();
+    }
+}
+
+/// Answers being generated (`generate --prompts`): prompts done, tokens and tokens per second.
+#[derive(Debug)]
+pub struct GenerateProgress {
+    line: StatusLine,
+    total: usize,
+    tokens: u64,
+    /// Prompts known to be under way or done: the bar's position.
+    pub done_hint: usize,
+}
+
+impl GenerateProgress {
+    /// Progress of `total` answers, shown only when `wanted`.
+    pub fn new(total: usize, wanted: bool) -> Self {
+        GenerateProgress {
+            line: StatusLine::new(wanted),
+            total,
+            tokens: 0,
+            done_hint: 0,
+        }
+    }
+
+    /// One more token was generated.
+    pub fn token(&mut self) {
+        self.tokens += 1;
+        let (total, tokens, done) = (self.total, self.tokens, self.done_hint);
+        self.line.draw(|line| {
+            format!(
+                "{} prompt {done}/{total} · {tokens} tokens · {:.1} tokens/s",
+                bar(done as u64, total as u64),
+                line.rate(tokens as f64)
+            )
+        });
+    }
+
+    /// The last line, which stays: answers, tokens and speed since `started`.
+    pub fn finish(&self, started: Instant) {
+        let secs = started.elapsed().as_secs_f64().max(1e-9);
+        self.line.conclude(&format!(
+            "done: {} answers, {} tokens in {secs:.1} s ({:.1} tokens/s)",
+            self.total,
+            self.tokens,
+            self.tokens as f64 / secs
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bars_fill_in_proportion_and_never_overflow() {
+        assert_eq!(bar(0, 10), format!("[{}]", ".".repeat(30)));
+        assert_eq!(
+            bar(5, 10),
+            format!("[{}{}]", "#".repeat(15), ".".repeat(15))
+        );
+        assert_eq!(bar(12, 10), format!("[{}]", "#".repeat(30)));
+        assert_eq!(bar(0, 0), format!("[{}]", ".".repeat(30)));
+    }
+
+    #[test]
+    fn progress_is_silent_unless_wanted() {
+        let mut p = GenerateProgress::new(3, false);
+        p.token();
+        p.done_hint = 1;
+        p.token();
+        assert_eq!(p.tokens, 2);
+        assert!(!p.line.enabled);
+        p.finish(Instant::now());
+    }
+}
