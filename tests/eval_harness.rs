@@ -9,7 +9,6 @@ use tracemark_lab::corpus;
 use tracemark_lab::eval::{self, EvalConfig, EvalInputs, Size};
 use tracemark_model::generate::Generator;
 use tracemark_model::llama::LoadOptions;
-use tracemark_model::GgufTokenizer;
 
 #[test]
 fn the_tiny_evaluation_writes_a_complete_report() {
@@ -18,13 +17,8 @@ fn the_tiny_evaluation_writes_a_complete_report() {
         return;
     };
     let generator = Generator::load(&model_path, &LoadOptions::default()).unwrap();
-    let stop_ids = GgufTokenizer::from_file(&model_path)
-        .unwrap()
-        .special_tokens()
-        .stop_ids();
     let inputs = EvalInputs {
         generator: &generator,
-        stop_ids,
         prompts: eval::read_prompts(&eval::default_prompts_path()).unwrap(),
         corpus: corpus::read_documents(&corpus_path).unwrap(),
         model_note: "test".into(),

@@ -9,7 +9,6 @@ use tracemark_lab::corpus;
 use tracemark_lab::eval::{self, EvalConfig, EvalInputs, Results, Size};
 use tracemark_model::generate::Generator;
 use tracemark_model::llama::LoadOptions;
-use tracemark_model::GgufTokenizer;
 
 /// Power, theory check, quality, false positives and robustness of the watermark on the default
 /// model, written as Markdown tables and PNG plots.
@@ -68,9 +67,6 @@ fn main() -> anyhow::Result<()> {
         ..LoadOptions::default()
     };
     let generator = Generator::load(&model_path, &options)?;
-    let stop_ids = GgufTokenizer::from_file(&model_path)?
-        .special_tokens()
-        .stop_ids();
     let model_note = if args.fast_matmul {
         "Q8_0 weights, fast_matmul kernel (less faithful)".to_string()
     } else {
@@ -78,7 +74,6 @@ fn main() -> anyhow::Result<()> {
     };
     let inputs = EvalInputs {
         generator: &generator,
-        stop_ids,
         prompts,
         corpus,
         model_note,

@@ -2,41 +2,18 @@
 //! own (unwatermarked) distribution: the log-probability of the token drawn, for perplexity, and
 //! the spike entropy, for the Theorem 4.2 check.
 //!
-//! Capturing during generation rather than re-running `forward_all` on prompt + completion saves
-//! a second pass over every text; the rows are the same (incremental logits match `forward_all`
-//! bit for bit). Each row of a batch may carry its own green list, so configurations share
-//! batches.
+//! The texts come from the model crate's generation loop; the statistics are an observer of its
+//! steps. Capturing during generation rather than re-running `forward_all` on prompt +
+//! completion saves a second pass over every text; the rows are the same (incremental logits
+//! match `forward_all` bit for bit). Each job carries its own green list, so configurations
+//! share batches.
 
+use tracemark_model::generate::{Generator, Observer, Step};
 use watermark_core::stats::spike_modulus;
-use watermark_core::GreenList;
-use watermark_core::{Sampling, WatermarkSampler};
-
-use tracemark_model::llama::Llama;
 
 use super::Result;
 
-/// One text to generate.
-#[derive(Debug, Clone)]
-pub struct Job {
-    /// The chat-formatted prompt's token ids.
-    pub prompt_ids: Vec<u32>,
-    /// The watermark, or `None` for a plain text.
-    pub green: Option<GreenList>,
-    pub sampling: Sampling,
-    /// Seed of the sampler's ChaCha stream.
-    pub seed: u64,
-}
-
-/// Lengths of the texts of one call.
-#[derive(Debug, Clone, Copy)]
-pub struct Lengths {
-    /// Most tokens per text.
-    pub max_tokens: usize,
-    /// Stop tokens are masked out until a text has this many tokens.
-    pub min_tokens: usize,
-    /// Rows run through the model together.
-    pub batch_size: usize,
-}
+pub use tracemark_model::generate::{Job, Limits};
 
 /// One generated text and what the model thought of each of its tokens.
 #[derive(Debug, Clone, Default)]
@@ -59,91 +36,81 @@ impl Generated {
     }
 }
 
-/// Generates every job, `lengths.batch_size` rows at a time; `progress(done, total)` is called
-/// after each batch.
+/// Generates every job on the model, `limits.batch_size` rows at a time, recording the
+/// statistics of each token; `progress(done, total)` is called after each batch.
 pub fn generate(
-    model: &Llama,
-    stop_ids: &[u32],
+    generator: &Generator,
     jobs: &[Job],
-    lengths: Lengths,
-    mut progress: impl FnMut(usize, usize),
+    limits: Limits,
+    progress: impl FnMut(usize, usize),
 ) -> Result<Vec<Generated>> {
-    let mut out = Vec::with_capacity(jobs.len());
-    for chunk in jobs.chunks(lengths.batch_size.max(1)) {
-        out.extend(generate_batch(model, stop_ids, chunk, lengths)?);
-        progress(out.len(), jobs.len());
-    }
-    Ok(out)
+    let mut stats = StatsObserver::new(generator.stop_ids(), jobs, progress);
+    let outputs = generator.run(jobs, limits, &mut stats)?;
+    Ok(outputs
+        .into_iter()
+        .zip(stats.texts)
+        .map(|(output, text)| Generated {
+            tokens: output.tokens,
+            ..text
+        })
+        .collect())
 }
 
-fn generate_batch(
-    model: &Llama,
-    stop_ids: &[u32],
-    jobs: &[Job],
-    lengths: Lengths,
-) -> Result<Vec<Generated>> {
-    let mut results = vec![Generated::default(); jobs.len()];
-    if lengths.max_tokens == 0 || jobs.is_empty() {
-        return Ok(results);
-    }
-    let moduli: Vec<Option<f64>> = jobs
-        .iter()
-        .map(|j| {
-            j.green.as_ref().map(|g| {
-                let s = g.scheme();
-                spike_modulus(s.effective_gamma(), f64::from(s.delta))
+/// Records, at every kept token, its log-probability and the spike entropy of its row.
+struct StatsObserver<'a, P> {
+    stop_ids: &'a [u32],
+    /// Spike modulus of each job's (γ, δ); `None` for plain jobs.
+    moduli: Vec<Option<f64>>,
+    /// Per job: the statistics (tokens are left to the loop's output).
+    texts: Vec<Generated>,
+    /// exp(logit − max) of the current row, reused between steps.
+    scratch: Vec<f64>,
+    progress: P,
+}
+
+impl<'a, P: FnMut(usize, usize)> StatsObserver<'a, P> {
+    fn new(stop_ids: &'a [u32], jobs: &[Job], progress: P) -> Self {
+        let moduli = jobs
+            .iter()
+            .map(|j| {
+                j.green.as_ref().map(|g| {
+                    let s = g.scheme();
+                    spike_modulus(s.effective_gamma(), f64::from(s.delta))
+                })
             })
-        })
-        .collect();
-    let mut samplers: Vec<WatermarkSampler> = jobs
-        .iter()
-        .map(|j| WatermarkSampler::new(j.green.clone(), j.sampling, j.seed))
-        .collect();
-    let mut contexts: Vec<Vec<u32>> = jobs.iter().map(|j| j.prompt_ids.clone()).collect();
-    let prompts: Vec<Vec<u32>> = contexts.clone();
-    let (mut session, mut logits) = model.prefill(&prompts)?;
-    let mut live: Vec<usize> = (0..jobs.len()).collect();
-    let mut scratch: Vec<f64> = Vec::new();
-    for step in 0..lengths.max_tokens {
-        let rows = logits
-            .to_vec2::<f32>()
-            .map_err(tracemark_model::Error::from)?;
-        let mut next = Vec::with_capacity(live.len());
-        let mut keep = Vec::with_capacity(live.len());
-        for (slot, (&i, mut row)) in live.iter().zip(rows).enumerate() {
-            let masked = results[i].tokens.len() < lengths.min_tokens;
-            let stats = row_stats(&row, stop_ids, masked, moduli[i], &mut scratch);
-            if masked {
-                for &s in stop_ids {
-                    if let Some(x) = row.get_mut(s as usize) {
-                        *x = f32::NEG_INFINITY;
-                    }
-                }
-            }
-            let token = samplers[i].sample(&contexts[i], &mut row)?;
-            if stop_ids.contains(&token) {
-                continue;
-            }
-            let r = &mut results[i];
-            r.tokens.push(token);
-            r.logprobs.push(stats.logprob(&scratch, token));
-            if let Some(s) = stats.spike {
-                r.spike_entropy.push(s);
-            }
-            contexts[i].push(token);
-            next.push(token);
-            keep.push(slot);
+            .collect();
+        StatsObserver {
+            stop_ids,
+            moduli,
+            texts: vec![Generated::default(); jobs.len()],
+            scratch: Vec::new(),
+            progress,
         }
-        if keep.is_empty() || step + 1 == lengths.max_tokens {
-            break;
-        }
-        if keep.len() < live.len() {
-            session.retain(&keep)?;
-            live = keep.iter().map(|&slot| live[slot]).collect();
-        }
-        logits = model.step(&mut session, &next)?;
     }
-    Ok(results)
+}
+
+impl<P: FnMut(usize, usize)> Observer for StatsObserver<'_, P> {
+    fn step(&mut self, step: &Step<'_>) {
+        if step.stopped {
+            return;
+        }
+        let stats = row_stats(
+            step.logits,
+            self.stop_ids,
+            step.stops_masked,
+            self.moduli[step.job],
+            &mut self.scratch,
+        );
+        let text = &mut self.texts[step.job];
+        text.logprobs.push(stats.logprob(&self.scratch, step.token));
+        if let Some(s) = stats.spike {
+            text.spike_entropy.push(s);
+        }
+    }
+
+    fn batch_done(&mut self, done: usize, total: usize) {
+        (self.progress)(done, total);
+    }
 }
 
 /// What one logits row says, from one pass of exponentials kept in `scratch`.

@@ -18,8 +18,6 @@ use crate::corpus::HumanDoc;
 #[derive(Debug)]
 pub struct EvalInputs<'a> {
     pub generator: &'a Generator,
-    /// Tokens that end a generation.
-    pub stop_ids: Vec<u32>,
     pub prompts: Vec<EvalPrompt>,
     pub corpus: Vec<HumanDoc>,
     /// How the model was loaded, for the report ("exact Q8_0 kernels", "fast_matmul").

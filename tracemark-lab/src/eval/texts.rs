@@ -7,7 +7,7 @@ use std::time::Instant;
 use watermark_core::{GreenList, SecretKey};
 
 use super::config::{EvalConfig, SamplingKind, WmConfig};
-use super::generation::{self, Generated, Job, Lengths};
+use super::generation::{self, Generated, Job, Limits};
 use super::run::EvalInputs;
 use super::Result;
 use crate::keys::Experiment;
@@ -78,7 +78,6 @@ pub(super) fn generate(
     log: &mut impl FnMut(&str),
 ) -> Result<Texts> {
     let (configs, greens, prompt_ids) = (&grid.configs, &grid.greens, &grid.prompt_ids);
-    let model = inputs.generator.model();
     // ---- Generation: plain texts per sampling, then every configuration.
     let t0 = Instant::now();
     let mut jobs = Vec::new();
@@ -110,13 +109,13 @@ pub(super) fn generate(
         configs.len(),
         cfg.batch_size
     ));
-    let lengths = Lengths {
+    let lengths = Limits {
         max_tokens: cfg.max_tokens,
         min_tokens: cfg.max_tokens,
         batch_size: cfg.batch_size,
     };
     let gen_start = Instant::now();
-    let mut generated = generation::generate(model, &inputs.stop_ids, &jobs, lengths, |d, t| {
+    let mut generated = generation::generate(inputs.generator, &jobs, lengths, |d, t| {
         let secs = gen_start.elapsed().as_secs_f64();
         log(&format!("  {d}/{t} texts, {secs:.0} s"));
     })?

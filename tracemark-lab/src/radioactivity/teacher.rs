@@ -14,7 +14,6 @@ use std::time::Instant;
 use sha2::{Digest, Sha256};
 use tracemark_model::generate::{GenerateOptions, Generator};
 use tracemark_model::llama::LoadOptions;
-use tracemark_model::GgufTokenizer;
 use watermark_core::GreenList;
 
 use super::{Error, Result, Sample};
@@ -31,7 +30,6 @@ pub struct Teacher {
     generator: Generator,
     model_sha256: String,
     load: LoadOptions,
-    stop: Vec<u32>,
     cache: PathBuf,
 }
 
@@ -52,13 +50,11 @@ impl Teacher {
     /// Loads the model at `path` and hashes it (the cache is keyed by the file's content).
     pub fn load(path: &Path, load: LoadOptions, cache: &Path) -> Result<Self> {
         let model_sha256 = sha256_file(path)?;
-        let stop = GgufTokenizer::from_file(path)?.special_tokens().stop_ids();
         let generator = Generator::load(path, &load)?;
         Ok(Teacher {
             generator,
             model_sha256,
             load,
-            stop,
             cache: cache.to_path_buf(),
         })
     }
@@ -75,7 +71,7 @@ impl Teacher {
 
     /// Tokens that end an answer; the first is the one students learn to write.
     pub fn stop_ids(&self) -> &[u32] {
-        &self.stop
+        self.generator.stop_ids()
     }
 
     /// The tokenizer's vocabulary size (green lists and students use it).

@@ -159,7 +159,7 @@ pub fn run(args: &AuditArgs, out: &mut impl Write) -> Result<ExitStatus> {
     let mut encoder = Encoder { session: &session };
     let mut audit = Audit::new(green.clone(), options)?;
     if let Some(filter_path) = &args.filter {
-        let filter = read_filter(&green, filter_path, &mut encoder)?;
+        let filter = read_filter(green, filter_path, &mut encoder)?;
         audit = audit.with_filter(filter)?;
     }
 

@@ -8,12 +8,12 @@ use std::time::Instant;
 use anyhow::{anyhow, bail, Result};
 use clap::Args;
 use serde::Serialize;
-use tracemark_model::generate::{Completion, GenerateOptions, Generator};
+use tracemark_model::generate::{Completion, GenerateOptions, Generator, Job, Limits, PerContext};
 use tracemark_model::llama::{set_threads, LoadOptions};
 use watermark_core::GreenList;
 use watermark_core::Profile;
+use watermark_core::Sampling;
 use watermark_core::SyntheticLm;
-use watermark_core::{Sampling, WatermarkSampler};
 
 use crate::input::{Input, InputError, IoWording, Prompt, Record};
 use crate::progress::GenerateProgress;
@@ -249,26 +249,41 @@ fn synthetic(
         bail!("sharpness {} must be finite", args.sharpness);
     }
     let lm = SyntheticLm::new(profile.vocab_size, args.sharpness, args.seed);
-    let max_tokens = args.max_tokens as usize;
-    for id in 0..args.count {
-        let mut sampler =
-            WatermarkSampler::new(green.clone(), sampling, args.seed.wrapping_add(id));
-        let mut context = Vec::with_capacity(PROMPT.len() + max_tokens);
-        context.extend_from_slice(&PROMPT);
-        for _ in 0..max_tokens {
-            let mut logits = lm.logits(&context);
-            let token = sampler.sample(&context, &mut logits)?;
-            context.push(token);
+    let source = PerContext(|context: &[u32]| lm.logits(context));
+    let limits = Limits {
+        max_tokens: args.max_tokens as usize,
+        min_tokens: 0,
+        batch_size: args.batch_size as usize,
+    };
+    // A batch at a time, so that documents are written as they come and memory stays bounded.
+    let mut ids = 0..args.count;
+    loop {
+        let batch: Vec<u64> = ids.by_ref().take(limits.batch_size).collect();
+        if batch.is_empty() {
+            break;
         }
-        let doc = Generated {
-            id,
-            watermarked: green.is_some(),
-            prompt_tokens: &context[..PROMPT.len()],
-            tokens: &context[PROMPT.len()..],
-        };
-        // Serialised first, so that a closed pipe surfaces as an io::Error, not a serde one.
-        let line = serde_json::to_string(&doc)?;
-        writeln!(out, "{line}")?;
+        let jobs: Vec<Job> = batch
+            .iter()
+            .map(|&id| Job {
+                prompt_ids: PROMPT.to_vec(),
+                green: green.clone(),
+                sampling,
+                seed: args.seed.wrapping_add(id),
+            })
+            .collect();
+        // The synthetic model has no stop token: every document runs to `max_tokens`.
+        let outputs = tracemark_model::generate::run(&source, &[], &jobs, limits, ())?;
+        for (&id, output) in batch.iter().zip(&outputs) {
+            let doc = Generated {
+                id,
+                watermarked: green.is_some(),
+                prompt_tokens: &PROMPT,
+                tokens: &output.tokens,
+            };
+            // Serialised first, so that a closed pipe surfaces as an io::Error, not a serde one.
+            let line = serde_json::to_string(&doc)?;
+            writeln!(out, "{line}")?;
+        }
     }
     Ok(())
 }

@@ -8,7 +8,7 @@ use watermark_core::Sampling;
 
 use crate::eval::attacks::auc;
 use crate::eval::config::EvalConfig;
-use crate::eval::generation::{self, Generated, Job, Lengths};
+use crate::eval::generation::{self, Generated, Job, Limits};
 use crate::eval::report::{num, pct, table};
 use crate::eval::run::EvalInputs;
 use crate::eval::scoring::{mean, mean_z, scores_alone, tpr, z_of, z_over_4, FPR_1E3};
@@ -54,18 +54,12 @@ pub(super) fn row(
     if jobs.is_empty() {
         return Ok(None);
     }
-    let lengths = Lengths {
+    let lengths = Limits {
         max_tokens: cfg.paraphrase_tokens,
         min_tokens: 0,
         batch_size: cfg.batch_size,
     };
-    let out = generation::generate(
-        generator.model(),
-        &inputs.stop_ids,
-        &jobs,
-        lengths,
-        |_, _| {},
-    )?;
+    let out = generation::generate(generator, &jobs, lengths, |_, _| {})?;
     let (rw, rp) = out.split_at(wm.len());
     let sw = scores_alone(green, rw)?;
     let sp = scores_alone(green, rp)?;
