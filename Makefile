@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: help demo test lint fmt bench bench-model build model eval radioactivity python test-python bench-python
+.PHONY: fuzz help demo test lint fmt bench bench-model build model eval radioactivity python test-python bench-python
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -60,3 +60,12 @@ test-python: python ## pytest of the Python package: against the Rust CLI, and l
 
 bench-python: python ## Per-step cost of the Python hook against transformers' WatermarkLogitsProcessor
 	watermark-py/.venv/bin/python watermark-py/bench/bench_hook.py
+
+FUZZ_SECONDS ?= 60
+
+fuzz: ## Coverage-guided fuzzing of every parser an audited party reaches (nightly cargo fuzz), FUZZ_SECONDS each
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	@for target in gguf_header key_file tokenizer_json; do \
+	  echo "== $$target ($(FUZZ_SECONDS) s)"; \
+	  cargo +nightly fuzz run $$target -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 || exit 1; \
+	done
