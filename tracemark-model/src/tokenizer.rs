@@ -281,38 +281,8 @@ impl Builder<'_> {
         let vocab_size = tokens.len();
         let vocab_size_u32 = u32::try_from(vocab_size)
             .map_err(|_| self.err(format!("{vocab_size} tokens is too many")))?;
-        let mut seen = HashSet::with_capacity(vocab_size);
-        for token in &tokens {
-            if !seen.insert(*token) {
-                return Err(self.err(format!("token {token:?} is in tokenizer.ggml.tokens twice")));
-            }
-        }
-        let vocab: Vocab = tokens
-            .iter()
-            .enumerate()
-            .map(|(id, token)| (token.to_string(), id as u32))
-            .collect();
-        let merges = self
-            .strings("tokenizer.ggml.merges")?
-            .into_iter()
-            .map(|merge| match merge.split_once(' ') {
-                Some((a, b)) if !a.is_empty() && !b.is_empty() && !b.contains(' ') => {
-                    Ok((a.to_string(), b.to_string()))
-                }
-                _ => Err(self.err(format!(
-                    "merge {merge:?} in tokenizer.ggml.merges is not two tokens"
-                ))),
-            })
-            .collect::<Result<Vec<_>>>()?;
-
-        let bos = self
-            .id("tokenizer.ggml.bos_token_id", vocab_size)?
-            .ok_or_else(|| self.err("no metadata key tokenizer.ggml.bos_token_id"))?;
-        let eos = self
-            .id("tokenizer.ggml.eos_token_id", vocab_size)?
-            .ok_or_else(|| self.err("no metadata key tokenizer.ggml.eos_token_id"))?;
-        let pad = self.id("tokenizer.ggml.padding_token_id", vocab_size)?;
-        let unk = self.id("tokenizer.ggml.unknown_token_id", vocab_size)?;
+        let (vocab, merges) = self.vocab_and_merges(&tokens)?;
+        let ids = self.special_ids(vocab_size)?;
 
         // No unknown token, as in SmolLM2's tokenizer.json (see the module's documentation).
         let bpe = BPE::builder()
@@ -326,44 +296,8 @@ impl Builder<'_> {
         // decoder maps the byte-level alphabet back to bytes.
         tokenizer.with_post_processor(Some(ByteLevelProcessor::new(true, false, true)));
         tokenizer.with_decoder(Some(ByteLevelDecoder::default()));
-
-        // Control tokens are special added tokens: matched whole in the input text, not
-        // normalised; user-defined ones are plain added tokens, as llama.cpp treats them.
-        let types = self.array("tokenizer.ggml.token_type")?;
-        if types.len() != vocab_size {
-            return Err(self.err(format!(
-                "tokenizer.ggml.token_type has {} entries for {vocab_size} tokens",
-                types.len()
-            )));
-        }
-        let mut specials = Vec::new();
-        let mut added = Vec::new();
-        for (id, value) in types.iter().enumerate() {
-            match as_u32(value) {
-                Some(TOKEN_TYPE_CONTROL) => specials.push(AddedToken::from(tokens[id], true)),
-                Some(TOKEN_TYPE_USER_DEFINED) => added.push(AddedToken::from(tokens[id], false)),
-                Some(_) => {}
-                None => {
-                    return Err(self.err(format!(
-                        "tokenizer.ggml.token_type[{id}] is {:?}, not a token type",
-                        value.value_type()
-                    )))
-                }
-            }
-        }
-        // The end-of-sequence and chat markers must be special even if mistyped.
-        for id in [Some(bos), Some(eos), pad, unk].into_iter().flatten() {
-            let is_normal = types.get(id as usize).and_then(as_u32) == Some(TOKEN_TYPE_NORMAL);
-            if is_normal {
-                specials.push(AddedToken::from(tokens[id as usize], true));
-            }
-        }
-        tokenizer
-            .add_special_tokens(specials)
-            .map_err(|e| Error::Tokenizer(format!("cannot add the special tokens: {e}")))?;
-        tokenizer
-            .add_tokens(added)
-            .map_err(|e| Error::Tokenizer(format!("cannot add the user-defined tokens: {e}")))?;
+        self.add_tokens(&mut tokenizer, &tokens, &ids)?;
+        let (bos, eos, pad, unk) = ids;
 
         let json = tokenizer
             .to_string(false)
@@ -389,7 +323,99 @@ impl Builder<'_> {
             chat_template,
         })
     }
+
+    /// The BPE vocabulary (each token once) and merges (pairs of tokens).
+    fn vocab_and_merges(&self, tokens: &[&str]) -> Result<(Vocab, Vec<(String, String)>)> {
+        let mut seen = HashSet::with_capacity(tokens.len());
+        for token in tokens {
+            if !seen.insert(*token) {
+                return Err(self.err(format!("token {token:?} is in tokenizer.ggml.tokens twice")));
+            }
+        }
+        let vocab: Vocab = tokens
+            .iter()
+            .enumerate()
+            .map(|(id, token)| (token.to_string(), id as u32))
+            .collect();
+        let merges = self
+            .strings("tokenizer.ggml.merges")?
+            .into_iter()
+            .map(|merge| match merge.split_once(' ') {
+                Some((a, b)) if !a.is_empty() && !b.is_empty() && !b.contains(' ') => {
+                    Ok((a.to_string(), b.to_string()))
+                }
+                _ => Err(self.err(format!(
+                    "merge {merge:?} in tokenizer.ggml.merges is not two tokens"
+                ))),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok((vocab, merges))
+    }
+
+    /// The ids of BOS and EOS (required), padding and unknown (optional).
+    fn special_ids(&self, vocab_size: usize) -> Result<SpecialIds> {
+        let bos = self
+            .id("tokenizer.ggml.bos_token_id", vocab_size)?
+            .ok_or_else(|| self.err("no metadata key tokenizer.ggml.bos_token_id"))?;
+        let eos = self
+            .id("tokenizer.ggml.eos_token_id", vocab_size)?
+            .ok_or_else(|| self.err("no metadata key tokenizer.ggml.eos_token_id"))?;
+        let pad = self.id("tokenizer.ggml.padding_token_id", vocab_size)?;
+        let unk = self.id("tokenizer.ggml.unknown_token_id", vocab_size)?;
+        Ok((bos, eos, pad, unk))
+    }
+
+    /// Control tokens are special added tokens: matched whole in the input text, not
+    /// normalised; user-defined ones are plain added tokens, as llama.cpp treats them.
+    fn add_tokens(
+        &self,
+        tokenizer: &mut Tokenizer,
+        tokens: &[&str],
+        ids: &SpecialIds,
+    ) -> Result<()> {
+        let vocab_size = tokens.len();
+        let types = self.array("tokenizer.ggml.token_type")?;
+        if types.len() != vocab_size {
+            return Err(self.err(format!(
+                "tokenizer.ggml.token_type has {} entries for {vocab_size} tokens",
+                types.len()
+            )));
+        }
+        let mut specials = Vec::new();
+        let mut added = Vec::new();
+        for (id, value) in types.iter().enumerate() {
+            match as_u32(value) {
+                Some(TOKEN_TYPE_CONTROL) => specials.push(AddedToken::from(tokens[id], true)),
+                Some(TOKEN_TYPE_USER_DEFINED) => added.push(AddedToken::from(tokens[id], false)),
+                Some(_) => {}
+                None => {
+                    return Err(self.err(format!(
+                        "tokenizer.ggml.token_type[{id}] is {:?}, not a token type",
+                        value.value_type()
+                    )))
+                }
+            }
+        }
+        // The end-of-sequence and chat markers must be special even if mistyped.
+        let &(bos, eos, pad, unk) = ids;
+        for id in [Some(bos), Some(eos), pad, unk].into_iter().flatten() {
+            let is_normal = types.get(id as usize).and_then(as_u32) == Some(TOKEN_TYPE_NORMAL);
+            if is_normal {
+                specials.push(AddedToken::from(tokens[id as usize], true));
+            }
+        }
+        tokenizer
+            .add_special_tokens(specials)
+            .map_err(|e| Error::Tokenizer(format!("cannot add the special tokens: {e}")))?;
+        tokenizer
+            .add_tokens(added)
+            .map_err(|e| Error::Tokenizer(format!("cannot add the user-defined tokens: {e}")))?;
+        Ok(())
+    }
 }
+
+/// BOS, EOS, padding and unknown token ids.
+type SpecialIds = (u32, u32, Option<u32>, Option<u32>);
 
 /// The pre-tokenizer llama.cpp runs for the GGUF's `tokenizer.ggml.pre`, in Hugging Face terms.
 fn pre_tokenizer(pre: &str) -> Option<PreTokenizerWrapper> {
