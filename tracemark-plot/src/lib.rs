@@ -848,6 +848,80 @@ mod tests {
         assert!(!right_of_plot(PALETTE[2]));
     }
 
+    /// Charts whose PNG bytes are pinned: between them they draw every feature (both text
+    /// scales, the title fallback, every style and marker, palette wrap-around, an explicit
+    /// colour, gaps, clipped markers, fixed and fitted ranges, log and mixed scales, all three
+    /// reference lines with and without labels, legend truncation and overflow).
+    fn pinned_charts() -> [(&'static str, Chart, u32, u32, &'static [u8]); 2] {
+        let mut every = Chart::new("Every feature of the chart", "x value", "y value")
+            .y_range(-2.0, 12.0)
+            .with_reference(ReferenceLine::horizontal(3.5, "threshold"))
+            .with_reference(ReferenceLine::vertical(7.0, ""))
+            .with_reference(ReferenceLine::identity("y = x"));
+        for i in 0..12 {
+            let k = f64::from(i);
+            let mut pts: Vec<(f64, f64)> = (0..=10)
+                .map(|n| (f64::from(n), k + (f64::from(n) * 0.7 + k).sin() * 1.5))
+                .collect();
+            pts[4].1 = f64::NAN;
+            let name = if i == 3 {
+                "a series name far too long to fit in the legend".to_string()
+            } else {
+                format!("series {i}")
+            };
+            let style = [Style::Line, Style::Points, Style::LinePoints][i as usize % 3];
+            let mut s = Series::new(name, pts, style);
+            if i == 5 {
+                s = s.with_color(Rgb(0, 0, 0));
+            }
+            every = every.with_series(s);
+        }
+        let mixed = Chart::new(
+            "A title too long for the larger text at this width",
+            "nominal",
+            "measured",
+        )
+        .x_log10()
+        .with_series(Series::line_points(
+            "m",
+            vec![(-1.0, 0.2), (1e-3, 1e-3), (1e-2, 0.02), (0.1, 0.08), (1.0, 0.9)],
+        ))
+        .with_reference(ReferenceLine::identity("ideal"))
+        .with_reference(ReferenceLine::horizontal(0.5, "half"));
+        [
+            (
+                "every_feature.png",
+                every,
+                900,
+                540,
+                include_bytes!("../testdata/every_feature.png"),
+            ),
+            (
+                "mixed_scales_small.png",
+                mixed,
+                400,
+                300,
+                include_bytes!("../testdata/mixed_scales_small.png"),
+            ),
+        ]
+    }
+
+    /// Rendering must not drift silently. A deliberate change to the drawing replaces the files
+    /// in `testdata/` with the renderings this test writes to the temp dir (look at them first).
+    #[test]
+    fn rendered_png_bytes_are_pinned() {
+        let mut changed = Vec::new();
+        for (name, chart, w, h, expected) in pinned_charts() {
+            let bytes = chart.render_png(w, h).unwrap();
+            if bytes != expected {
+                let out = std::env::temp_dir().join(format!("tracemark-plot-{name}"));
+                std::fs::write(&out, &bytes).unwrap();
+                changed.push(out.display().to_string());
+            }
+        }
+        assert!(changed.is_empty(), "renderings changed: {changed:?}");
+    }
+
     #[test]
     fn csv_quotes_awkward_names() {
         let chart = Chart::new("t", "x", "y")
