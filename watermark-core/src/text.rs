@@ -47,9 +47,11 @@ impl TextTokenizer {
         &self.fingerprint
     }
 
-    /// Tokens in the vocabulary, added tokens included.
+    /// The vocabulary's size for green lists: one past the largest id (added tokens included), not the number of tokens: a
+    /// tokenizer whose ids have gaps still gives every one of its ids a place.
     pub fn vocab_size(&self) -> u32 {
-        self.inner.get_vocab_size(true) as u32
+        let largest = self.inner.get_vocab(true).into_values().max();
+        largest.map_or(0, |id| id.saturating_add(1))
     }
 
     /// Token ids of `text`, without special tokens added. Empty text is an error: there is

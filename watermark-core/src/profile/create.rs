@@ -95,6 +95,11 @@ impl Profile {
     /// as `tokenizer.json`. Refuses to overwrite any of them.
     pub fn create(dir: &Path, new: NewProfile) -> Result<CreatedProfile> {
         new.scheme.validate()?;
+        let key_path = dir.join(KEY_FILE);
+        let profile_path = dir.join(new.format.file_name());
+        // Refused before anything is written, a saved tokenizer included.
+        refuse_existing(&key_path, KEY_EXISTS)?;
+        refuse_existing(&profile_path, PROFILE_EXISTS)?;
         let (vocab_size, binding) = bind_tokenizer(dir, new.vocab_size, new.tokenizer)?;
         let key = SecretKey::generate()?;
         let mut profile = Profile::new(KEY_FILE.into(), &key, new.scheme, vocab_size)?;
@@ -102,14 +107,13 @@ impl Profile {
         // Builds the green list once: checks the vocabulary size before the key is written.
         profile.green_list_with(&key)?;
 
-        let key_path = dir.join(KEY_FILE);
-        let profile_path = dir.join(new.format.file_name());
         create_dir(dir)?;
         refuse_existing(&key_path, KEY_EXISTS)?;
         refuse_existing(&profile_path, PROFILE_EXISTS)?;
         key.write_new(&key_path)?;
         profile
             .save(&profile_path)
+            .and_then(|()| set_mode(&profile_path, 0o644))
             .map_err(|e| Error::ProfileNotSaved {
                 key_path: key_path.clone(),
                 source: Box::new(e),
@@ -211,18 +215,46 @@ fn save_tokenizer(dir: &Path, json: &[u8], tokenizer: &TextTokenizer) -> Result<
     }
     create_dir(dir)?;
     std::fs::write(&path, json).map_err(|source| Error::FileOp {
-        path,
+        path: path.clone(),
         action: "write",
         source,
-    })
+    })?;
+    set_mode(&path, 0o644)
 }
 
+/// Creates the key directory readable by its owner only, whatever the umask (an existing
+/// directory is left as it is; reading a key from one others can write is refused).
 fn create_dir(dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|source| Error::FileOp {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir).map_err(|source| Error::FileOp {
         path: dir.to_path_buf(),
         action: "create the directory",
         source,
     })
+}
+
+/// Sets a new public file's mode (0644: under umask 000 it would be world-writable).
+fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(
+            |source| Error::FileOp {
+                path: path.to_path_buf(),
+                action: "set the mode of",
+                source,
+            },
+        )?;
+    }
+    #[cfg(not(unix))]
+    let _ = (path, mode);
+    Ok(())
 }
 
 fn refuse_existing(path: &Path, reason: &'static str) -> Result<()> {
@@ -283,6 +315,9 @@ mod tests {
                 .permissions()
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
+            let meta = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(meta(created.key_path.parent().unwrap()), 0o700);
+            assert_eq!(meta(&created.profile_path), 0o644);
         }
         let session = Profile::open(&created.profile_path).unwrap();
         assert_eq!(session.profile(), &created.profile);
