@@ -213,6 +213,14 @@ mod tests {
     fn write_then_read_round_trips_with_owner_only_mode() {
         let dir = std::env::temp_dir().join(format!("tm-key-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
+        // Keys are refused in directories others can write: keep the test's private
+        // whatever the umask.
+        #[cfg(unix)]
+        std::fs::set_permissions(
+            &dir,
+            <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o700),
+        )
+        .unwrap();
         let path = dir.join("k.key");
         let _ = std::fs::remove_file(&path);
         let key = SecretKey::generate().unwrap();
@@ -235,6 +243,14 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("tm-keymode-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
+        // Keys are refused in directories others can write: keep the test's private
+        // whatever the umask.
+        #[cfg(unix)]
+        std::fs::set_permissions(
+            &dir,
+            <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o700),
+        )
+        .unwrap();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
         let path = dir.join("k.key");
         SecretKey::generate().unwrap().write_new(&path).unwrap();
