@@ -5,7 +5,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(tokenizer) = watermark_core::text::TextTokenizer::from_bytes(data) {
+    if let Ok(tokenizer) = watermark_core::TextTokenizer::from_bytes(data) {
         let _ = tokenizer.encode("The quick brown fox, 12345 times.");
     }
 });

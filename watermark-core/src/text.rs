@@ -34,8 +34,18 @@ impl TextTokenizer {
     }
 
     /// Loads a tokenizer from the bytes of a `tokenizer.json`.
+    ///
+    /// The file may come from the audited party. `tokenizers` panics on some malformed files
+    /// (found by `make fuzz`: the 14 bytes `{"decoder":` with carriage returns), so the JSON
+    /// is checked first, and a panic that still escapes the library becomes an error.
     pub fn from_bytes(bytes: &[u8]) -> std::result::Result<Self, String> {
-        let inner = tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| e.to_string())?;
+        serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
+            .map_err(|e| format!("not a JSON document: {e}"))?;
+        let parsed = std::panic::catch_unwind(|| tokenizers::Tokenizer::from_bytes(bytes));
+        let inner = match parsed {
+            Ok(result) => result.map_err(|e| e.to_string())?,
+            Err(_) => return Err("the tokenizer library could not read this file".into()),
+        };
         Ok(TextTokenizer {
             inner,
             fingerprint: file_fingerprint(bytes),
@@ -84,4 +94,23 @@ impl TextTokenizer {
 pub fn file_fingerprint(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
     hex::encode(&Sha256::digest(bytes)[..8])
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn malformed_tokenizer_files_are_errors_not_panics() {
+        // The first is the crash `make fuzz` found in tokenizers' own parser.
+        for bytes in [
+            &b"\r{\r\"decoder\":\r"[..],
+            b"",
+            b"{\"model\": 3}",
+            b"[1, 2",
+        ] {
+            assert!(
+                super::TextTokenizer::from_bytes(bytes).is_err(),
+                "{bytes:?}"
+            );
+        }
+    }
 }
