@@ -78,6 +78,20 @@ pub fn write_output(path: &Path, bytes: &[u8], overwrite: bool) -> Result<()> {
     })
 }
 
+/// A fresh directory under the system's temporary one, private whatever the umask: keys are
+/// refused in directories others can write, so every test that writes a key uses this.
+#[cfg(test)]
+pub(crate) fn private_test_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("tm-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(&dir).expect("create a test directory");
+    dir
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

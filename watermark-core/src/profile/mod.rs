@@ -201,17 +201,7 @@ mod tests {
     use super::*;
 
     fn temp_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("tm-profile-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        // Keys are refused in directories others can write: keep the test's private
-        // whatever the umask.
-        #[cfg(unix)]
-        std::fs::set_permissions(
-            &dir,
-            <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o700),
-        )
-        .unwrap();
+        let dir = crate::files::private_test_dir(&format!("profile-{name}"));
         dir
     }
 
