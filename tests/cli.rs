@@ -909,7 +909,17 @@ fn audit_reads_texts_through_a_suspect_model() {
     assert_eq!(report["mode"], "reading");
     assert_eq!(report["documents"], 2);
     assert_eq!(report["watermarked"], false, "{report}");
-    assert!(report["scored"].as_u64().expect("a count") > 40, "{report}");
+    // The key is fresh for every run, so the answers (and where the model stops) differ between
+    // runs: check the accounting, not a count. Every token is either scored or skipped by a rule.
+    let scored = report["scored"].as_u64().expect("a count");
+    let skipped: u64 = report["skipped"]
+        .as_object()
+        .expect("skipped counts")
+        .values()
+        .map(|n| n.as_u64().expect("a count"))
+        .sum();
+    assert!(scored > 0, "{report}");
+    assert_eq!(scored + skipped, report["tokens"].as_u64().expect("a count"), "{report}");
     // Text is re-tokenized when ids are absent: same report from the text fields alone.
     let texts: String = json_lines(&sb.read("ours.jsonl"))
         .iter()
