@@ -919,7 +919,11 @@ fn audit_reads_texts_through_a_suspect_model() {
         .map(|n| n.as_u64().expect("a count"))
         .sum();
     assert!(scored > 0, "{report}");
-    assert_eq!(scored + skipped, report["tokens"].as_u64().expect("a count"), "{report}");
+    assert_eq!(
+        scored + skipped,
+        report["tokens"].as_u64().expect("a count"),
+        "{report}"
+    );
     // Text is re-tokenized when ids are absent: same report from the text fields alone.
     let texts: String = json_lines(&sb.read("ours.jsonl"))
         .iter()
