@@ -65,7 +65,7 @@ FUZZ_SECONDS ?= 60
 
 fuzz: ## Coverage-guided fuzzing of every parser an audited party reaches (nightly cargo fuzz), FUZZ_SECONDS each
 	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
-	@for target in gguf_header key_file tokenizer_json; do \
+	@for target in gguf_header key_file tokenizer_json profile; do \
 	  echo "== $$target ($(FUZZ_SECONDS) s)"; \
 	  cargo +nightly fuzz run $$target -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 || exit 1; \
 	done

@@ -881,6 +881,65 @@ fn audit_refuses_bad_input_with_one_line() {
     sb.finish();
 }
 
+/// A model whose context fills before the answers end (the default model with its context
+/// length patched to 64): the answers that fit are kept and the others are cut at the limit,
+/// each with its stop reason, instead of the whole run failing with nothing printed.
+#[test]
+fn generation_past_the_context_keeps_every_answer() {
+    let Some(model) = support::model_path() else {
+        return;
+    };
+    let mut sb = Sandbox::new("context-full");
+    sb.keygen("k", "");
+    let short = support::patched(
+        &model,
+        &sb.path(""),
+        "llama.context_length",
+        64u32.to_le_bytes(),
+    );
+    let long = "Tell me about the sea and the ships on it. ".repeat(12);
+    sb.write(
+        "prompts.jsonl",
+        format!(
+            "{{\"prompt\": \"Say yes.\"}}\n{{\"prompt\": \"{long}\"}}\n\
+             {{\"prompt\": \"Write a long story about a cat.\"}}\n"
+        ),
+    );
+    let run = sb.run(&format!(
+        "generate --profile k/profile.toml --prompts prompts.jsonl --json --max-tokens 200 \
+         --batch-size 2 --seed 1 --model {}",
+        short.display()
+    ));
+    assert_eq!(run.code, 0, "{run:?}");
+    let answers = json_lines(&run.stdout);
+    assert_eq!(answers.len(), 3, "{run:?}");
+    let length = |a: &Value, field: &str| a[field].as_array().expect("ids").len();
+    for a in &answers {
+        let total = length(a, "prompt_tokens") + length(a, "tokens");
+        match a["stop_reason"].as_str().expect("a stop reason") {
+            "context_full" => assert!(total == 65 || length(a, "tokens") == 0, "{a}"),
+            "stop_token" => assert!(total <= 65 && a["stopped"] == true, "{a}"),
+            other => panic!("{other}: {a}"),
+        }
+    }
+    assert_eq!(answers[1]["stop_reason"], "context_full");
+    assert_eq!(
+        length(&answers[1], "tokens"),
+        0,
+        "the prompt alone is too long"
+    );
+    assert_eq!(
+        answers[2]["stop_reason"], "context_full",
+        "a long story fills 64 tokens"
+    );
+    assert!(
+        run.stderr
+            .contains("filled the model's context (64 tokens)"),
+        "{run:?}"
+    );
+    sb.finish();
+}
+
 /// Reading mode on the default model: the untouched model reading its own watermarked answers
 /// is not flagged (its predictions never saw the key), and a suspect whose tokenizer is not the
 /// profile's is refused.

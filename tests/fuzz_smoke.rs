@@ -10,7 +10,7 @@ use std::path::Path;
 use candle_core::quantized::gguf_file::Content;
 use proptest::prelude::*;
 use tracemark_model::gguf;
-use watermark_core::SecretKey;
+use watermark_core::{Profile, SecretKey};
 
 /// A small, valid GGUF v3 file: llama-like metadata (a string, integers, a float, an array of
 /// strings) and two F32 tensors.
@@ -128,5 +128,41 @@ proptest! {
             prop_assert!(!message.contains("3c3c3c3c"), "{}", message);
         }
         let _ = SecretKey::looks_like_key_file(&bytes);
+    }
+
+    #[test]
+    fn profiles_never_panic(
+        json in any::<bool>(),
+        edits in prop::collection::vec((any::<u8>(), any::<usize>(), any::<u64>()), 1..4)
+    ) {
+        let (mut bytes, name) = match json {
+            true => (SEED_PROFILE_JSON.as_bytes().to_vec(), "p.json"),
+            false => (SEED_PROFILE_TOML.as_bytes().to_vec(), "p.toml"),
+        };
+        for (choice, at, value) in edits {
+            bytes = mutate(bytes, choice, at, value);
+        }
+        if let Ok(profile) = Profile::parse(&bytes, Path::new(name)) {
+            // What parses is usable: its scheme was validated, and a green list either builds
+            // or is refused (the key file does not exist here).
+            prop_assert!(profile.scheme.validate().is_ok());
+            prop_assert!(profile.green_list().is_err());
+        }
+    }
+}
+
+/// A valid profile of each format, for the mutations above.
+const SEED_PROFILE_TOML: &str = "spec = \"tracemark-green-v1\"\nkey_file = \"k.key\"\n\
+    key_fingerprint = \"0123456789abcdef\"\nvocab_size = 49152\nfpr = 1e-6\n\
+    [scheme]\nseeding = \"self-seeded\"\nwidth = 4\ngamma = 0.25\ndelta = 2.0\n";
+const SEED_PROFILE_JSON: &str = r#"{"spec": "tracemark-green-v1", "key_file": "k.key",
+    "key_fingerprint": "0123456789abcdef", "vocab_size": 49152, "fpr": 1e-6,
+    "scheme": {"seeding": "previous", "width": 2, "gamma": 0.25, "delta": 2.0}}"#;
+
+#[test]
+fn the_seed_profiles_are_valid() {
+    for (text, name) in [(SEED_PROFILE_TOML, "p.toml"), (SEED_PROFILE_JSON, "p.json")] {
+        let profile = Profile::parse(text.as_bytes(), Path::new(name)).unwrap();
+        assert_eq!(profile.vocab_size, 49152, "{name}");
     }
 }

@@ -9,36 +9,9 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
-use support::model_path;
+use support::{model_path, patched, value_offset};
 use tracemark_model::llama::{Llama, LoadOptions};
 use tracemark_model::{Error, GgufTokenizer};
-
-/// Offset of the value of metadata `key` (after its type tag) and the type tag.
-fn value_offset(bytes: &[u8], key: &str) -> (usize, u32) {
-    let mut needle = (key.len() as u64).to_le_bytes().to_vec();
-    needle.extend(key.as_bytes());
-    let at = bytes
-        .windows(needle.len())
-        .position(|w| w == needle.as_slice())
-        .unwrap_or_else(|| panic!("the model has no metadata key {key}"));
-    let tag = at + needle.len();
-    let kind = u32::from_le_bytes(bytes[tag..tag + 4].try_into().unwrap());
-    (tag + 4, kind)
-}
-
-/// A copy of the model with the 4-byte value of `key` replaced.
-fn patched(model: &Path, dir: &Path, key: &str, value: [u8; 4]) -> PathBuf {
-    let mut bytes = std::fs::read(model).unwrap();
-    let (at, kind) = value_offset(&bytes, key);
-    assert!(
-        matches!(kind, 4..=6),
-        "{key} has type {kind}, not a 4-byte scalar"
-    );
-    bytes[at..at + 4].copy_from_slice(&value);
-    let path = dir.join(format!("{}.gguf", key.replace('.', "_")));
-    std::fs::write(&path, bytes).unwrap();
-    path
-}
 
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("tm-hostile-{name}-{}", std::process::id()));

@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Whether a missing model or corpus fails the test: in CI, or when asked.
 pub fn required() -> bool {
@@ -67,4 +67,32 @@ pub fn read_corpus(path: &std::path::Path) -> Vec<HumanDoc> {
             }
         })
         .collect()
+}
+
+/// Offset of the value of metadata `key` (after its type tag) and the type tag.
+pub fn value_offset(bytes: &[u8], key: &str) -> (usize, u32) {
+    let mut needle = (key.len() as u64).to_le_bytes().to_vec();
+    needle.extend(key.as_bytes());
+    let at = bytes
+        .windows(needle.len())
+        .position(|w| w == needle.as_slice())
+        .unwrap_or_else(|| panic!("the model has no metadata key {key}"));
+    let tag = at + needle.len();
+    let kind = u32::from_le_bytes(bytes[tag..tag + 4].try_into().expect("four bytes"));
+    (tag + 4, kind)
+}
+
+/// A copy of the model in `dir` with the 4-byte value of metadata `key` replaced (the GGUF is
+/// otherwise untouched): hostile headers, or a model with a short context.
+pub fn patched(model: &Path, dir: &Path, key: &str, value: [u8; 4]) -> PathBuf {
+    let mut bytes = std::fs::read(model).expect("the model is readable");
+    let (at, kind) = value_offset(&bytes, key);
+    assert!(
+        matches!(kind, 4..=6),
+        "{key} has type {kind}, not a 4-byte scalar"
+    );
+    bytes[at..at + 4].copy_from_slice(&value);
+    let path = dir.join(format!("{}.gguf", key.replace('.', "_")));
+    std::fs::write(&path, bytes).expect("the copy is written");
+    path
 }

@@ -34,12 +34,27 @@ pub const MAX_DOCUMENT_BYTES_VAR: &str = "TRACEMARK_MAX_DOCUMENT_BYTES";
 
 /// The bound on one document, from the environment or the default.
 pub fn max_document_bytes() -> Result<u64, InputError> {
-    match std::env::var(MAX_DOCUMENT_BYTES_VAR) {
-        Err(_) => Ok(DEFAULT_MAX_DOCUMENT_BYTES),
+    positive_setting(MAX_DOCUMENT_BYTES_VAR, DEFAULT_MAX_DOCUMENT_BYTES, "bytes")
+}
+
+/// The environment variable that sets an audit's bound on distinct scored tuples.
+pub const MAX_AUDIT_TUPLES_VAR: &str = "TRACEMARK_MAX_AUDIT_TUPLES";
+
+/// The bound on an audit's distinct scored tuples (its memory), from the environment or the
+/// core's default.
+pub fn max_audit_tuples() -> Result<u64, InputError> {
+    let default = watermark_core::AuditOptions::DEFAULT_MAX_TUPLES;
+    positive_setting(MAX_AUDIT_TUPLES_VAR, default, "tuples")
+}
+
+/// A positive whole number from environment variable `var`, or `default` when it is unset.
+fn positive_setting(var: &str, default: u64, unit: &str) -> Result<u64, InputError> {
+    match std::env::var(var) {
+        Err(_) => Ok(default),
         Ok(v) => match v.trim().parse::<u64>() {
             Ok(n) if n > 0 => Ok(n),
             _ => Err(InputError::Setting {
-                reason: format!("{MAX_DOCUMENT_BYTES_VAR}={v:?} is not a positive number of bytes"),
+                reason: format!("{var}={v:?} is not a positive number of {unit}"),
             }),
         },
     }
@@ -726,5 +741,34 @@ mod tests {
             error(b"{\"completion\": \"c\"}", BodyFields::Document),
             "f.jsonl:1: needs a `text` string or a `tokens` array"
         );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 3000, failure_persistence: None, ..Default::default()
+        })]
+
+        /// A suspect's JSONL, mutated byte by byte and cut anywhere: every line gives a
+        /// document or one refusal, never a panic, whatever the bytes.
+        #[test]
+        fn mutated_jsonl_lines_give_a_document_or_a_refusal(
+            edits in proptest::collection::vec((0usize..200, proptest::prelude::any::<u8>()), 0..6),
+            cut in 0usize..200,
+        ) {
+            let mut bytes = br#"{"id": [1, {"a": null}], "prompt": "Hi \u00e9", "prompt_tokens": [1, 2], "response": "x", "response_tokens": [4294967295, 0], "text": "t", "tokens": [3]}"#.to_vec();
+            for (at, byte) in edits {
+                let at = at % bytes.len();
+                bytes[at] = byte;
+            }
+            bytes.truncate(cut.max(1));
+            bytes.push(b'\n');
+            for line in lines(&bytes) {
+                let Ok(line) = line else { break };
+                for fields in [BodyFields::Document, BodyFields::Answer] {
+                    let _ = line.clone().document(fields);
+                }
+                let _ = Record::parse_prompt(&line.text);
+            }
+        }
     }
 }

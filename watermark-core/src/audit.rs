@@ -33,6 +33,16 @@ pub struct AuditOptions {
     pub deduplicate: bool,
     /// Leave out tokens whose window occurs in what the suspect read before them.
     pub exclude_context: bool,
+    /// Most distinct scored tuples the audit may hold: its memory bound (16 to 32 bytes a
+    /// tuple). A document that could cross it is refused, whole, before it is scored, so the
+    /// audit so far stays exact.
+    pub max_tuples: u64,
+}
+
+impl AuditOptions {
+    /// The default bound on distinct scored tuples: 2^28, at most 8 GiB of table, far beyond
+    /// the ~10^6 scored tokens of an audit at the anchors' scale.
+    pub const DEFAULT_MAX_TUPLES: u64 = 1 << 28;
 }
 
 impl Default for AuditOptions {
@@ -41,6 +51,7 @@ impl Default for AuditOptions {
             fpr: Fpr::DEFAULT,
             deduplicate: true,
             exclude_context: true,
+            max_tuples: Self::DEFAULT_MAX_TUPLES,
         }
     }
 }
@@ -188,6 +199,14 @@ impl Audit {
     }
 
     fn add(&mut self, prompt: &[u32], text: &[u32], scored: &[u32], reading: bool) -> Result<()> {
+        // A document adds at most one tuple per token; only deduplication keeps tuples.
+        let limit = self.options.max_tuples;
+        if self.options.deduplicate && self.seen.len() as u64 + text.len() as u64 > limit {
+            return Err(Error::AuditTooLarge {
+                limit,
+                bytes: limit.saturating_mul(32),
+            });
+        }
         let rules = Rules {
             deduplicate: self.options.deduplicate,
             exclude_prompt: self.options.exclude_context,
@@ -307,6 +326,31 @@ mod tests {
             assert!(repeated > 0 && in_prompt > 0, "{r:?}");
             assert_eq!(r.skipped.earlier_in_text + r.skipped.not_in_filter, 0);
         }
+    }
+
+    #[test]
+    fn a_document_that_could_cross_the_tuple_bound_is_refused_whole() {
+        let g = green(Seeding::Previous, 1);
+        let bounded = AuditOptions {
+            max_tuples: 10,
+            ..AuditOptions::default()
+        };
+        let mut audit = Audit::new(g, bounded).unwrap();
+        audit.add_output(&[], &[1, 2, 3, 4, 5, 6, 7, 8]).unwrap();
+        let before = audit.report();
+        // 7 tuples held (the first token has no window); 4 more could cross 10.
+        let refused = audit.add_output(&[], &[11, 12, 13, 14]).unwrap_err();
+        assert!(
+            matches!(refused, Error::AuditTooLarge { limit: 10, .. }),
+            "{refused}"
+        );
+        assert!(refused.to_string().contains("TRACEMARK_MAX_AUDIT_TUPLES"));
+        assert_eq!(
+            audit.report(),
+            before,
+            "nothing of the refused document counts"
+        );
+        audit.add_output(&[], &[11, 12]).unwrap();
     }
 
     #[test]

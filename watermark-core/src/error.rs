@@ -152,6 +152,14 @@ pub enum Error {
     /// A logits row the sampler cannot draw from.
     #[error("cannot sample: {0}")]
     BadLogits(&'static str),
+    /// An audit would outgrow its bound on distinct scored tuples (its memory).
+    #[error("the audit would hold more than {limit} distinct scored tuples ({bytes} bytes of table at most), its bound: raise the limit (TRACEMARK_MAX_AUDIT_TUPLES on the command line) or audit a sample of the outputs")]
+    AuditTooLarge {
+        /// The bound.
+        limit: u64,
+        /// The table's size at the bound, in bytes (32 per tuple at most).
+        bytes: u64,
+    },
     /// There is nothing to score.
     #[error("empty input: {0}")]
     EmptyInput(String),

@@ -78,7 +78,10 @@ impl std::str::FromStr for Seeding {
 
 /// The watermark's parameters: everything generation and detection must agree on besides the key.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a scheme table (seeding, width, gamma, delta)"
+)]
 pub struct Scheme {
     /// Window construction.
     pub seeding: Seeding,

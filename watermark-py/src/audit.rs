@@ -124,6 +124,7 @@ impl Audit {
             fpr: core(Fpr::new(fpr.unwrap_or(watermark.fpr)))?,
             deduplicate,
             exclude_context,
+            ..AuditOptions::default()
         };
         let rules_off = rules_off(&options);
         let mut audit = core(CoreAudit::new(watermark.green.clone(), options))?;

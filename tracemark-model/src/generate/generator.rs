@@ -8,8 +8,8 @@ use watermark_core::Sampling;
 use watermark_core::TextTokenizer;
 
 use super::observer::{Observer, Tokens};
-use super::run::{run, Job, Limits, Output};
-use crate::error::Result;
+use super::run::{run, End, Job, Limits, Output};
+use crate::error::{Error, Result};
 use crate::llama::{Llama, LoadOptions};
 use crate::tokenizer::{chat_prompt, GgufTokenizer};
 
@@ -58,6 +58,8 @@ pub struct Completion {
     pub completion: String,
     /// Whether the model ended the answer itself (rather than running into `max_tokens`).
     pub stopped: bool,
+    /// Why the answer ended.
+    pub end: End,
 }
 
 /// The default model and its tokenizer.
@@ -111,38 +113,59 @@ impl Generator {
         options: &GenerateOptions,
         on_token: impl FnMut(usize, u32),
     ) -> Result<Vec<Completion>> {
-        let jobs: Vec<Job> = prompts
-            .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                Ok(Job {
-                    prompt_ids: self.encode_chat(p)?,
-                    green: green.cloned(),
-                    sampling: options.sampling,
-                    seed: options.seed.wrapping_add(i as u64),
-                })
-            })
-            .collect::<Result<_>>()?;
+        let mut collect = Collect {
+            on_token,
+            answers: Vec::with_capacity(prompts.len()),
+        };
+        self.generate_into(prompts, green, options, &mut collect)?;
+        Ok(collect.answers)
+    }
+
+    /// [`Generator::generate`] into a sink, which gets each answer, in prompt order, as soon as
+    /// its batch is done: what was answered before an error (or before the sink stops the run
+    /// by returning one) is not lost.
+    pub fn generate_into<S: AnswerSink + ?Sized>(
+        &self,
+        prompts: &[String],
+        green: Option<&GreenList>,
+        options: &GenerateOptions,
+        sink: &mut S,
+    ) -> std::result::Result<(), S::Error> {
         let limits = Limits {
             max_tokens: options.max_tokens,
             min_tokens: options.min_tokens,
             batch_size: options.batch_size,
         };
-        let outputs = self.run(&jobs, limits, Tokens(on_token))?;
-        prompts
-            .iter()
-            .zip(jobs)
-            .zip(outputs)
-            .map(|((prompt, job), output)| {
-                Ok(Completion {
-                    prompt: prompt.clone(),
-                    completion: self.tokenizer.decode(&output.tokens)?,
-                    prompt_ids: job.prompt_ids,
-                    completion_ids: output.tokens,
-                    stopped: output.stopped,
+        let batch = options.batch_size.max(1);
+        for (b, chunk) in prompts.chunks(batch).enumerate() {
+            let first = b * batch;
+            let jobs: Vec<Job> = chunk
+                .iter()
+                .enumerate()
+                .map(|(j, p)| {
+                    Ok(Job {
+                        prompt_ids: self.encode_chat(p)?,
+                        green: green.cloned(),
+                        sampling: options.sampling,
+                        seed: options.seed.wrapping_add((first + j) as u64),
+                    })
                 })
-            })
-            .collect()
+                .collect::<Result<_>>()?;
+            let observer = Tokens(|j: usize, token| sink.token(first + j, token));
+            let outputs = self.run(&jobs, limits, observer)?;
+            for ((prompt, job), output) in chunk.iter().zip(jobs).zip(outputs) {
+                let completion = self.tokenizer.decode(&output.tokens).map_err(Error::from)?;
+                sink.answer(Completion {
+                    prompt: prompt.clone(),
+                    completion,
+                    prompt_ids: job.prompt_ids,
+                    stopped: output.stopped(),
+                    end: output.end,
+                    completion_ids: output.tokens,
+                })?;
+            }
+        }
+        Ok(())
     }
 
     /// Runs `jobs` (token ids in, token ids out) on the model, ending each at a stop token;
@@ -154,5 +177,38 @@ impl Generator {
         observer: impl Observer,
     ) -> Result<Vec<Output>> {
         run(&self.model, &self.stop_ids, jobs, limits, observer)
+    }
+}
+
+/// Where [`Generator::generate_into`] puts what it generates.
+pub trait AnswerSink {
+    /// What the sink may fail with; the generator's own errors convert into it.
+    type Error: From<Error>;
+
+    /// Answer `answer` (its index in the call) grew by `token` (stop tokens are not reported).
+    fn token(&mut self, answer: usize, token: u32) {
+        let _ = (answer, token);
+    }
+
+    /// The next answer, in prompt order; an error ends the run.
+    fn answer(&mut self, completion: Completion) -> std::result::Result<(), Self::Error>;
+}
+
+/// The sink behind [`Generator::generate`]: every answer kept, tokens passed to a closure.
+struct Collect<F> {
+    on_token: F,
+    answers: Vec<Completion>,
+}
+
+impl<F: FnMut(usize, u32)> AnswerSink for Collect<F> {
+    type Error = Error;
+
+    fn token(&mut self, answer: usize, token: u32) {
+        (self.on_token)(answer, token);
+    }
+
+    fn answer(&mut self, completion: Completion) -> Result<()> {
+        self.answers.push(completion);
+        Ok(())
     }
 }

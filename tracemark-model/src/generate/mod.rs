@@ -13,7 +13,7 @@ mod observer;
 mod run;
 mod source;
 
-pub use generator::{Completion, GenerateOptions, Generator};
+pub use generator::{AnswerSink, Completion, GenerateOptions, Generator};
 pub use observer::{Observer, Step, Tokens};
-pub use run::{run, Job, Limits, Output};
+pub use run::{run, End, Job, Limits, Output};
 pub use source::{LogitsSource, PerContext};

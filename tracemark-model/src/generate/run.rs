@@ -35,17 +35,52 @@ pub struct Limits {
     pub batch_size: usize,
 }
 
+/// Why a text ended.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum End {
+    /// The model drew a stop token.
+    StopToken,
+    /// The text reached `max_tokens`.
+    #[default]
+    MaxTokens,
+    /// Prompt and text filled the model's context: the last token kept was predicted from a
+    /// full context and no further one can be. A prompt longer than the context ends here with
+    /// no token at all.
+    ContextFull,
+}
+
+impl End {
+    /// The name used in JSON output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            End::StopToken => "stop_token",
+            End::MaxTokens => "max_tokens",
+            End::ContextFull => "context_full",
+        }
+    }
+}
+
 /// What one job produced.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Output {
     /// The text's token ids (the stop token excluded).
     pub tokens: Vec<u32>,
-    /// Whether a stop token ended the text (rather than `max_tokens`).
-    pub stopped: bool,
+    /// Why it ended.
+    pub end: End,
+}
+
+impl Output {
+    /// Whether the model ended the text itself, with a stop token.
+    pub fn stopped(&self) -> bool {
+        self.end == End::StopToken
+    }
 }
 
 /// Generates every job, `limits.batch_size` at a time, in order; a token drawn from `stop_ids`
-/// ends its job. `observer` sees every step, and each batch's end.
+/// ends its job, and so does a full context (see [`LogitsSource::max_context`]): that job
+/// ends with [`End::ContextFull`] while the others go on. `observer` sees every step, and
+/// each batch's end.
 ///
 /// A job's tokens depend only on the job, the limits and the source's rows for its context:
 /// not on the batch size nor on the other jobs of its batch.
@@ -86,14 +121,27 @@ fn run_batch<S: LogitsSource + ?Sized>(
     if limits.max_tokens == 0 || jobs.is_empty() {
         return Ok(outputs);
     }
+    // A context the source can still be fed: one longer than its window cannot.
+    let fits = |len: usize| source.max_context().is_none_or(|max| len <= max);
     let mut samplers: Vec<WatermarkSampler> = jobs
         .iter()
         .map(|j| WatermarkSampler::new(j.green.clone(), j.sampling, j.seed))
         .collect();
     let mut contexts: Vec<Vec<u32>> = jobs.iter().map(|j| j.prompt_ids.clone()).collect();
-    let (mut session, mut rows) = source.prefill(&contexts)?;
     // Jobs still running, in session order (indices into this batch).
     let mut live: Vec<usize> = (0..jobs.len()).collect();
+    live.retain(|&i| {
+        let fit = fits(contexts[i].len());
+        if !fit {
+            outputs[i].end = End::ContextFull;
+        }
+        fit
+    });
+    if live.is_empty() {
+        return Ok(outputs);
+    }
+    let prompts: Vec<Vec<u32>> = live.iter().map(|&i| contexts[i].clone()).collect();
+    let (mut session, mut rows) = source.prefill(&prompts)?;
     // The row the sampler masks and biases; the observer sees the source's row untouched.
     let mut sampled: Vec<f32> = Vec::new();
     for step in 0..limits.max_tokens {
@@ -117,11 +165,15 @@ fn run_batch<S: LogitsSource + ?Sized>(
                 stopped,
             });
             if stopped {
-                out.stopped = true;
+                out.end = End::StopToken;
                 continue;
             }
             out.tokens.push(token);
             contexts[i].push(token);
+            if !fits(contexts[i].len()) {
+                out.end = End::ContextFull;
+                continue;
+            }
             next.push(token);
             keep.push(slot);
         }
@@ -215,7 +267,7 @@ mod tests {
             }
             let token = sampler.sample(&context, &mut row).unwrap();
             if stop_ids.contains(&token) {
-                out.stopped = true;
+                out.end = End::StopToken;
                 break;
             }
             out.tokens.push(token);
@@ -242,9 +294,9 @@ mod tests {
                     )
                 })
                 .collect();
-            assert!(expected.iter().any(|o| o.stopped), "the test needs stops");
+            assert!(expected.iter().any(Output::stopped), "the test needs stops");
             assert!(
-                expected.iter().any(|o| !o.stopped),
+                expected.iter().any(|o| !o.stopped()),
                 "and texts that run out"
             );
             for batch_size in [1, 2, 3, 7, 50] {
@@ -291,7 +343,7 @@ mod tests {
             let steps: Vec<_> = record.steps.iter().filter(|s| s.0 == j).collect();
             let kept: Vec<u32> = steps.iter().filter(|s| !s.4).map(|s| s.3).collect();
             assert_eq!(kept, out.tokens);
-            assert_eq!(steps.last().unwrap().4, out.stopped);
+            assert_eq!(steps.last().unwrap().4, out.stopped());
             let mut context = job.prompt_ids.clone();
             for (n, (_, row, masked, token, stopped)) in steps.iter().enumerate() {
                 assert_eq!(*row, toy_logits(&context), "job {j} step {n}");
@@ -324,7 +376,9 @@ mod tests {
     fn without_stop_ids_every_text_runs_to_max_tokens() {
         let source = PerContext(toy_logits);
         let outputs = run(&source, &[], &jobs(), limits(2), ()).unwrap();
-        assert!(outputs.iter().all(|o| o.tokens.len() == 30 && !o.stopped));
+        assert!(outputs
+            .iter()
+            .all(|o| o.tokens.len() == 30 && o.end == End::MaxTokens));
     }
 
     #[test]
@@ -339,5 +393,72 @@ mod tests {
         assert!(run(&source, &[STOP], &[], limits(2), ())
             .unwrap()
             .is_empty());
+    }
+
+    type Toy = PerContext<fn(&[u32]) -> Vec<f32>>;
+
+    /// The toy model with a context window of `.1` tokens.
+    struct Windowed(Toy, usize);
+
+    impl LogitsSource for Windowed {
+        type Session = Vec<Vec<u32>>;
+
+        fn prefill(&self, contexts: &[Vec<u32>]) -> Result<(Self::Session, Vec<Vec<f32>>)> {
+            assert!(
+                contexts.iter().all(|c| c.len() <= self.1),
+                "fed past the window"
+            );
+            self.0.prefill(contexts)
+        }
+
+        fn step(&self, session: &mut Self::Session, tokens: &[u32]) -> Result<Vec<Vec<f32>>> {
+            assert!(
+                session.iter().all(|c| c.len() < self.1),
+                "fed past the window"
+            );
+            self.0.step(session, tokens)
+        }
+
+        fn retain(&self, session: &mut Self::Session, keep: &[usize]) -> Result<()> {
+            self.0.retain(session, keep)
+        }
+
+        fn max_context(&self) -> Option<usize> {
+            Some(self.1)
+        }
+    }
+
+    #[test]
+    fn a_full_context_ends_only_its_own_job() {
+        // Prompts of 1 to 3 tokens (see `jobs`), a window of 12: a job that has not stopped by
+        // then ends after 12 - prompt + 1 tokens; one prompt is longer than the window.
+        let mut jobs = jobs();
+        jobs.push(Job {
+            prompt_ids: vec![5; 13],
+            ..jobs[0].clone()
+        });
+        let window = Windowed(PerContext(toy_logits), 12);
+        let unlimited = run(&PerContext(toy_logits), &[STOP], &jobs[..7], limits(1), ()).unwrap();
+        for batch_size in [1, 3, 8] {
+            let got = run(&window, &[STOP], &jobs, limits(batch_size), ()).unwrap();
+            let last = got.last().unwrap();
+            assert_eq!((last.tokens.len(), last.end), (0, End::ContextFull));
+            let mut full = 0;
+            for ((job, got), free) in jobs.iter().zip(&got).zip(&unlimited) {
+                let room = 12 - job.prompt_ids.len() + 1;
+                if free.tokens.len() < room {
+                    assert_eq!(got, free, "a job that fits is untouched");
+                } else {
+                    full += 1;
+                    assert_eq!(got.end, End::ContextFull);
+                    assert_eq!(
+                        got.tokens,
+                        free.tokens[..room],
+                        "the tokens that fit are kept"
+                    );
+                }
+            }
+            assert!(full >= 2, "the test needs jobs that fill the window");
+        }
     }
 }

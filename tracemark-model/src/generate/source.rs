@@ -22,6 +22,12 @@ pub trait LogitsSource {
     /// Keeps only the sequences at `keep` (indices into the current batch, in that order), so
     /// that finished ones cost nothing more.
     fn retain(&self, session: &mut Self::Session, keep: &[usize]) -> Result<()>;
+
+    /// The longest sequence (prompt and text) the source reads, if it has a limit: the
+    /// model's context length.
+    fn max_context(&self) -> Option<usize> {
+        None
+    }
 }
 
 impl LogitsSource for Llama {
@@ -38,6 +44,10 @@ impl LogitsSource for Llama {
 
     fn retain(&self, session: &mut Session, keep: &[usize]) -> Result<()> {
         session.retain(keep)
+    }
+
+    fn max_context(&self) -> Option<usize> {
+        Some(self.config().context_length)
     }
 }
 

@@ -279,8 +279,14 @@ impl Llama {
             return Err(invalid("step: the session belongs to another model".into()));
         }
         self.check_tokens(next)?;
-        self.check_length(session.len + 1)?;
-        session.reserve(session.len + 1, cfg.context_length);
+        // The limit is on each sequence's real tokens, not on the padded columns: a short
+        // prompt batched with a long one gets as much room as it would alone.
+        let (fewest_pads, most_pads) = session
+            .pads
+            .iter()
+            .fold((usize::MAX, 0), |(lo, hi), &p| (lo.min(p), hi.max(p)));
+        self.check_length(session.len - fewest_pads.min(session.len) + 1)?;
+        session.reserve(session.len + 1, cfg.context_length + most_pads);
         let h = self.run(next, 1, session)?;
         finite(self.output.forward(&h.squeeze(1)?)?)
     }

@@ -16,7 +16,7 @@ use watermark_core::{Profile, ProfileSession};
 
 use super::tokenizer;
 use crate::exit::ExitStatus;
-use crate::input::{BodyFields, Content, Document, Input, IoWording};
+use crate::input::{max_audit_tuples, BodyFields, Content, Document, Input, IoWording};
 use crate::numbers::{fixed, format_fpr, format_p};
 
 pub const LONG_ABOUT: &str = "Test whether a suspect model was trained on our watermarked \
@@ -154,6 +154,7 @@ pub fn run(args: &AuditArgs, out: &mut impl Write) -> Result<ExitStatus> {
     let green = session.green_list();
     let options = AuditOptions {
         fpr: Fpr::new(args.fpr.unwrap_or(session.fpr().get()))?,
+        max_tuples: max_audit_tuples()?,
         ..AuditOptions::default()
     };
     let mut encoder = Encoder { session: &session };

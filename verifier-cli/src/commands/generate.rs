@@ -8,12 +8,15 @@ use std::time::Instant;
 use anyhow::{anyhow, bail, Result};
 use clap::Args;
 use serde::Serialize;
-use tracemark_model::generate::{Completion, GenerateOptions, Generator, Job, Limits, PerContext};
+use tracemark_model::generate::{
+    AnswerSink, Completion, End, GenerateOptions, Generator, Job, Limits, PerContext,
+};
 use tracemark_model::llama::{set_threads, LoadOptions};
 use watermark_core::GreenList;
 use watermark_core::Profile;
 use watermark_core::Sampling;
 use watermark_core::SyntheticLm;
+use watermark_core::TextTokenizer;
 
 use crate::input::{Input, InputError, IoWording, Prompt, Record};
 use crate::progress::GenerateProgress;
@@ -115,52 +118,106 @@ pub fn run(args: &GenerateArgs, out: &mut impl Write) -> Result<()> {
         batch_size: args.batch_size as usize,
     };
     let texts: Vec<String> = prompts.iter().map(|p| p.prompt.clone()).collect();
-    let stream = !args.json && texts.len() == 1;
     let started = Instant::now();
-    let mut progress = GenerateProgress::new(texts.len(), args.prompts.is_some());
-    let mut streamed = Vec::new();
-    let mut printed = 0usize;
-    let mut stream_error = None;
-    let completions = generator.generate(&texts, green.as_ref(), &options, |i, token| {
-        progress.token();
-        if stream && stream_error.is_none() {
-            streamed.push(token);
-            // Print what decodes to whole characters so far (byte-level BPE can split one).
-            if let Ok(text) = generator.tokenizer().decode(&streamed) {
-                if !text.ends_with('\u{fffd}') && text.len() > printed {
-                    if let Err(e) = write!(out, "{}", &text[printed..]).and_then(|()| out.flush()) {
-                        stream_error = Some(e);
-                    }
-                    printed = text.len();
-                }
-            }
-        }
-        if i + 1 > progress.done_hint {
-            progress.done_hint = i + 1;
-        }
-    })?;
-    progress.finish(started);
-    if let Some(e) = stream_error {
-        return Err(e.into());
-    }
-    if stream {
-        if let Some(c) = completions.first() {
-            if c.completion.len() > printed {
-                write!(out, "{}", &c.completion[printed..])?;
-            }
-        }
-        writeln!(out)?;
-        return Ok(());
-    }
-    for (prompt, completion) in prompts.iter().zip(&completions) {
-        if args.json {
-            let line = serde_json::to_string(&Answer::new(prompt, completion, green.is_some()))?;
-            writeln!(out, "{line}")?;
-        } else {
-            writeln!(out, "### {}\n{}\n", prompt.prompt, completion.completion)?;
-        }
+    let mut writer = AnswerWriter {
+        out,
+        tokenizer: generator.tokenizer(),
+        prompts: &prompts,
+        json: args.json,
+        watermarked: green.is_some(),
+        stream: !args.json && texts.len() == 1,
+        streamed: Vec::new(),
+        printed: 0,
+        stream_error: None,
+        progress: GenerateProgress::new(texts.len(), args.prompts.is_some()),
+        written: 0,
+        cut: 0,
+    };
+    let result = generator.generate_into(&texts, green.as_ref(), &options, &mut writer);
+    writer.progress.finish(started);
+    result?;
+    if writer.cut > 0 {
+        let context = generator.model().config().context_length;
+        eprintln!(
+            "note: {} answer(s) stopped where prompt and answer filled the model's context \
+             ({context} tokens): stop_reason \"context_full\"",
+            writer.cut
+        );
     }
     Ok(())
+}
+
+/// Writes each answer as soon as its batch is done, so that an error in a later batch (or an
+/// interrupted run) loses nothing already answered; a single text answer is streamed token by
+/// token.
+struct AnswerWriter<'a, W: Write> {
+    out: &'a mut W,
+    tokenizer: &'a TextTokenizer,
+    prompts: &'a [Prompt],
+    json: bool,
+    watermarked: bool,
+    /// Print the one answer as it grows.
+    stream: bool,
+    streamed: Vec<u32>,
+    /// Bytes of the streamed answer already printed.
+    printed: usize,
+    stream_error: Option<std::io::Error>,
+    progress: GenerateProgress,
+    /// Answers written.
+    written: usize,
+    /// Answers that stopped at the model's context length.
+    cut: usize,
+}
+
+impl<W: Write> AnswerSink for AnswerWriter<'_, W> {
+    type Error = anyhow::Error;
+
+    fn token(&mut self, answer: usize, token: u32) {
+        self.progress.token();
+        self.progress.done_hint = self.progress.done_hint.max(answer + 1);
+        if !self.stream || self.stream_error.is_some() {
+            return;
+        }
+        self.streamed.push(token);
+        // Print what decodes to whole characters so far (byte-level BPE can split one).
+        if let Ok(text) = self.tokenizer.decode(&self.streamed) {
+            if !text.ends_with('\u{fffd}') && text.len() > self.printed {
+                let printed = write!(self.out, "{}", &text[self.printed..]);
+                if let Err(e) = printed.and_then(|()| self.out.flush()) {
+                    self.stream_error = Some(e);
+                }
+                self.printed = text.len();
+            }
+        }
+    }
+
+    fn answer(&mut self, completion: Completion) -> Result<()> {
+        let prompt = &self.prompts[self.written];
+        self.written += 1;
+        if completion.end == End::ContextFull {
+            self.cut += 1;
+        }
+        if self.stream {
+            if let Some(e) = self.stream_error.take() {
+                return Err(e.into());
+            }
+            if completion.completion.len() > self.printed {
+                write!(self.out, "{}", &completion.completion[self.printed..])?;
+            }
+            writeln!(self.out)?;
+        } else if self.json {
+            let answer = Answer::new(prompt, &completion, self.watermarked);
+            writeln!(self.out, "{}", serde_json::to_string(&answer)?)?;
+        } else {
+            writeln!(
+                self.out,
+                "### {}\n{}\n",
+                prompt.prompt, completion.completion
+            )?;
+        }
+        self.out.flush()?;
+        Ok(())
+    }
 }
 
 /// Every prompt of a `--prompts` file, in order. The whole file must be UTF-8 before any line
@@ -212,6 +269,8 @@ struct Answer<'a> {
     tokens: &'a [u32],
     watermarked: bool,
     stopped: bool,
+    /// `stop_token`, `max_tokens` or `context_full`.
+    stop_reason: &'static str,
 }
 
 impl<'a> Answer<'a> {
@@ -224,6 +283,7 @@ impl<'a> Answer<'a> {
             tokens: &c.completion_ids,
             watermarked,
             stopped: c.stopped,
+            stop_reason: c.end.as_str(),
         }
     }
 }

@@ -25,7 +25,10 @@ pub use session::ProfileSession;
 
 /// The tokenizer a profile is bound to.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a tokenizer table (fingerprint, and optionally path)"
+)]
 pub struct TokenizerBinding {
     /// Fingerprint of the tokenizer: the first 16 hex digits of the SHA-256 of its file.
     pub fingerprint: String,
@@ -61,7 +64,10 @@ pub struct Profile {
 /// A profile file as written: [`Profile`]'s fields with the false-positive rate not yet checked,
 /// so that a bad rate is reported as the file's fault, like every other check of [`Profile::load`].
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a profile (spec, key_file, key_fingerprint, vocab_size, scheme)"
+)]
 struct StoredProfile {
     spec: String,
     key_file: PathBuf,
@@ -106,13 +112,20 @@ impl Profile {
     /// the scheme and the false-positive rate; the key is checked by [`Profile::green_list`].
     pub fn load(path: &Path) -> Result<Self> {
         let raw = crate::files::read_limited(path, MAX_PROFILE_BYTES, "profile")?;
+        Self::parse(&raw, path)
+    }
+
+    /// A profile from the bytes of the file at `path` (its extension picks JSON or TOML, its
+    /// directory anchors the relative key and tokenizer paths); nothing is read from disk.
+    /// The checks are [`Profile::load`]'s.
+    pub fn parse(raw: &[u8], path: &Path) -> Result<Self> {
         let malformed = |reason: String| Error::MalformedProfile {
             path: path.to_path_buf(),
             reason,
         };
-        let text = String::from_utf8(raw).map_err(|_| malformed("not UTF-8 text".into()))?;
+        let text = std::str::from_utf8(raw).map_err(|_| malformed("not UTF-8 text".into()))?;
         // Editors on some systems start UTF-8 files with a byte-order mark; it is not content.
-        let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let stored: StoredProfile = if is_json(path) {
             serde_json::from_str(text).map_err(|e| malformed(e.to_string()))?
         } else {
@@ -336,5 +349,29 @@ path = \"tokenizer.json\"
             Err(Error::Io { .. })
         ));
         std::fs::remove_dir_all(&dir).unwrap();
+        // Refusals name what the file should hold, never a type of ours.
+        let head = "spec = \"tracemark-green-v1\"\nkey_file = \"k\"\nkey_fingerprint = \"x\"\nvocab_size = 5\n";
+        for (name, text, want) in [
+            (
+                "p.toml",
+                format!("{head}scheme = \"x\"\n"),
+                "a scheme table",
+            ),
+            ("p.json", r#"{"scheme": 1}"#.into(), "a scheme table"),
+            ("p.json", "7".into(), "a profile (spec,"),
+            (
+                "p.toml",
+                format!("{head}tokenizer = 3\n"),
+                "a tokenizer table",
+            ),
+        ] {
+            let err = Profile::parse(text.as_bytes(), Path::new(name))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(want) && !err.contains("struct"),
+                "{text}: {err}"
+            );
+        }
     }
 }
