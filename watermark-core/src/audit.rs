@@ -20,6 +20,7 @@ use crate::dedup::TupleSet;
 use crate::error::{Error, Result};
 use crate::fpr::Fpr;
 use crate::green::GreenList;
+use crate::plan::{grouped, Pilot, Plan, PlanOptions, Planner};
 use crate::scan::{check_tokens, classify, seed_at, ReportHeader, Rules, Skipped, Tally};
 use crate::score::Score;
 
@@ -115,6 +116,16 @@ pub struct AuditReport {
     /// Distinct windows in the filter of a supervised audit.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub filter_windows: Option<u64>,
+    /// What the audit shows, with its size: "watermarked at 1,234 scored tokens", "not detected
+    /// at 5,708 scored tokens" (never "clean": a binomial test cannot prove absence), or
+    /// "nothing scored".
+    pub conclusion: String,
+    /// True unless the suspect was judged watermarked: no detection is absence of evidence.
+    pub inconclusive: bool,
+    /// For an inconclusive audit that scored tokens, the power plan at the verdict's
+    /// false-positive rate (defaults otherwise): how many scored tokens would reach it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<Plan>,
 }
 
 /// A running audit: add documents one at a time (streaming), read the report at any point.
@@ -220,14 +231,41 @@ impl Audit {
         self.tally.score(&self.green)
     }
 
-    /// The report so far.
+    /// The report so far; an inconclusive one carries the plan at the verdict's rate.
     pub fn report(&self) -> AuditReport {
+        let header = ReportHeader::new(&self.green, self.tokens, &self.tally, self.options.fpr);
+        let scored = header.score.scored;
+        let conclusion = if scored == 0 {
+            "nothing scored".to_string()
+        } else if header.watermarked {
+            format!("watermarked at {} scored tokens", grouped(scored))
+        } else {
+            format!("not detected at {} scored tokens", grouped(scored))
+        };
+        let inconclusive = !header.watermarked;
+        let plan = (inconclusive && scored > 0).then(|| {
+            let options = PlanOptions {
+                target: self.options.fpr,
+                ..PlanOptions::default()
+            };
+            self.plan(options)
+        });
         AuditReport {
-            header: ReportHeader::new(&self.green, self.tokens, &self.tally, self.options.fpr),
+            header,
             documents: self.documents,
             skipped: self.tally.skipped,
             filter_windows: self.filter.as_ref().map(|f| f.len() as u64),
+            conclusion,
+            inconclusive,
+            plan: plan.and_then(Result::ok),
         }
+    }
+
+    /// The power plan from this audit as a pilot: how many scored tokens (and documents) an
+    /// audit needs to reach `options.target` (see [`Planner`]).
+    pub fn plan(&self, options: PlanOptions) -> Result<Plan> {
+        let pilot = Pilot::new(&self.score(), self.documents);
+        Ok(Planner::new(pilot, options)?.plan())
     }
 
     /// Cumulative log10 p against scored tuples, ending at the current state.
