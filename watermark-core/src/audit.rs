@@ -430,6 +430,52 @@ mod tests {
     }
 
     #[test]
+    fn reports_say_what_the_audit_concluded_and_plan_when_inconclusive() {
+        let g = green(Seeding::Previous, 2);
+        let mut audit = Audit::new(g.clone(), AuditOptions::default()).unwrap();
+        let empty = audit.report();
+        assert_eq!(empty.conclusion, "nothing scored");
+        assert!(empty.inconclusive && empty.plan.is_none());
+        for doc in 0..20 {
+            audit.add_output(&[], &pseudo_text(doc, 100)).unwrap();
+        }
+        let r = audit.report();
+        let scored = r.header.score.scored;
+        assert!(!r.header.watermarked && scored > 1000);
+        assert_eq!(
+            r.conclusion,
+            format!("not detected at {} scored tokens", grouped(scored))
+        );
+        let plan = r.plan.expect("an inconclusive audit carries its plan");
+        assert_eq!(plan.target, Fpr::DEFAULT);
+        assert_eq!(plan.scored_tokens_per_document, Some(scored as f64 / 20.0));
+        assert_eq!(Some(plan), audit.plan(PlanOptions::default()).ok());
+
+        // A suspect that always writes a green token: flagged, conclusive, no plan unless asked.
+        let mut text = vec![1_u32, 2];
+        while text.len() < 200 {
+            // Searched from a moving offset, so that the text does not cycle.
+            let from = text.len() as u32 * 389;
+            let next = (0..1000)
+                .map(|i| (from + i) % 1000)
+                .find(|&t| g.is_green(&text, t).unwrap() == Some(true))
+                .unwrap();
+            text.push(next);
+        }
+        let mut audit = Audit::new(g, AuditOptions::default()).unwrap();
+        audit.add_output(&[], &text).unwrap();
+        let r = audit.report();
+        assert!(r.header.watermarked && !r.inconclusive && r.plan.is_none());
+        assert!(
+            r.conclusion.starts_with("watermarked at "),
+            "{}",
+            r.conclusion
+        );
+        let plan = audit.plan(PlanOptions::default()).unwrap();
+        assert_eq!(plan.status, crate::PlanStatus::Reached);
+    }
+
+    #[test]
     fn bad_input_is_refused() {
         let g = green(Seeding::Previous, 2);
         let mut audit = Audit::new(g.clone(), AuditOptions::default()).unwrap();
