@@ -19,8 +19,8 @@
 //!   audit size whose *median* p-value reaches α (the p-value falls as G grows, so the median
 //!   p is the p of the median G). The search starts from the saddle-point guess
 //!   N·KL(r‖γ) + ½ ln(2πN r(1−r)) + ln(1−ρ) = ln(1/α) (ρ the tail's term ratio), doubles
-//!   until π ≥ β and bisects; it is exact to the token below 2^17 tokens and to 1 part in
-//!   2^17 above. π is a sawtooth in N (c(N) moves in unit steps, each moving π by about one
+//!   until π ≥ β and bisects; it is exact to the token below 1024 tokens and to 1 part in
+//!   1024 above (an error that moves π by about 0.001). π is a sawtooth in N (c(N) moves in unit steps, each moving π by about one
 //!   pmf term, ≤ 1/√(2πNr(1−r))), so N is the first crossing the bisection finds. N(r) is
 //!   infinite for r ≤ γ and reported as unbounded above [`MAX_PLANNED_TOKENS`].
 //! - **Interval.** A two-sided Clopper–Pearson interval [r₋, r₊] at confidence C on the rate
@@ -60,7 +60,7 @@ pub const DEFAULT_PLAN_POWER: f64 = 0.5;
 pub const MAX_PLANNED_TOKENS: u64 = 1_000_000_000;
 
 /// Below this many tokens the budget is exact to the token; above, to 1 part in this.
-const EXACT_BELOW: u64 = 1 << 17;
+const EXACT_BELOW: u64 = 1 << 10;
 
 /// What the planner is asked: the p-value to reach, with what probability, and the confidence
 /// of its intervals.
