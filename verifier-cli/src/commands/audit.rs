@@ -238,18 +238,7 @@ pub fn run(args: &AuditArgs, out: &mut impl Write) -> Result<ExitStatus> {
         writeln!(out, "{}", serde_json::to_value(&line)?)?;
     } else {
         print_report(&report, mode, supervised, out)?;
-        if report.inconclusive && report.header.score.scored > 0 {
-            writeln!(
-                out,
-                "inconclusive: {}, which is not a clean result",
-                report.conclusion
-            )?;
-        }
-        match &report.plan {
-            Some(plan) if args.plan => print_plan(plan, out)?,
-            Some(plan) => writeln!(out, "plan: {} (--plan for details)", plan.summary)?,
-            None => {}
-        }
+        print_conclusion(&report, args.plan, out)?;
     }
     Ok(ExitStatus::verdict(
         args.fail_if_watermarked,
@@ -420,6 +409,27 @@ fn print_report(
         report.header.key_fingerprint
     )?;
     Ok(())
+}
+
+/// Under the verdict: an inconclusive audit says so, with its plan in one line, or in full
+/// with `--plan`.
+fn print_conclusion(report: &AuditReport, full_plan: bool, out: &mut impl Write) -> Result<()> {
+    if report.inconclusive && report.header.score.scored > 0 {
+        writeln!(
+            out,
+            "inconclusive: {}, which is not a clean result",
+            report.conclusion
+        )?;
+    }
+    match &report.plan {
+        Some(plan) if full_plan => print_plan(plan, out),
+        Some(plan) => Ok(writeln!(
+            out,
+            "plan: {} (--plan for details)",
+            plan.summary
+        )?),
+        None => Ok(()),
+    }
 }
 
 /// The plan, with its intervals, under the report (`--plan`).

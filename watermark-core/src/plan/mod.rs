@@ -224,6 +224,8 @@ impl Planner {
                 pilot.green, pilot.scored
             )));
         }
+        // The fields are public: check them here too.
+        let options = PlanOptions::new(options.target, options.power, options.confidence)?;
         Ok(Planner {
             pilot,
             options,
@@ -293,9 +295,10 @@ impl Planner {
     }
 
     /// The log10 p an audit of `scored_tokens` fresh tokens will report (see the module's
-    /// doc); `None` when the pilot scored nothing.
+    /// doc); `None` when the pilot scored nothing or `scored_tokens` is over
+    /// [`MAX_PLANNED_TOKENS`].
     pub fn predict(&self, scored_tokens: u64) -> Option<Prediction> {
-        if self.pilot.scored == 0 {
+        if self.pilot.scored == 0 || scored_tokens > MAX_PLANNED_TOKENS {
             return None;
         }
         let (n, gamma, miss) = (
@@ -575,13 +578,23 @@ fn summary(plan: &Plan, pilot: &Pilot, target: Fpr) -> String {
                 None => budget(None),
             };
             let lower = plan.scored_tokens_interval[0].map_or_else(|| budget(None), grouped);
+            let Some(tokens) = plan.scored_tokens else {
+                return format!(
+                    "at the observed green rate {:.4} (γ {}), no audit of up to {} scored tokens \
+                     reaches {target} with probability {} ({percent} interval {lower} to {upper})",
+                    plan.green_rate,
+                    pilot.gamma,
+                    grouped(MAX_PLANNED_TOKENS),
+                    plan.power
+                );
+            };
             format!(
                 "at the observed green rate {:.4} (γ {}, {percent} interval {low:.4} to {high:.4}), \
                  an audit of {} scored tokens reaches {target} with probability {} \
                  ({percent} interval {lower} to {upper})",
                 plan.green_rate,
                 pilot.gamma,
-                budget(plan.scored_tokens),
+                grouped(tokens),
                 plan.power
             )
         }

@@ -63,6 +63,11 @@ fn options_and_pilots_are_checked() {
     };
     assert!(Planner::new(pilot(0.0, 1), PlanOptions::default()).is_err());
     assert!(Planner::new(pilot(f64::NAN, 1), PlanOptions::default()).is_err());
+    let unchecked = PlanOptions {
+        power: 1.5,
+        ..PlanOptions::default()
+    };
+    assert!(Planner::new(pilot(0.25, 1), unchecked).is_err());
     let err = Planner::new(pilot(0.25, 11), PlanOptions::default()).unwrap_err();
     assert!(
         err.to_string().contains("green cannot exceed scored"),
@@ -246,6 +251,20 @@ fn edge_cases_say_what_they_are() {
     assert_eq!(tiny.status, PlanStatus::Excess);
     assert!(tiny.scored_tokens.is_some() && tiny.scored_tokens_interval[1].is_none());
     assert!(tiny.summary.contains("unbounded"), "{}", tiny.summary);
+
+    // An excess too small for any audit up to the cap.
+    let faint = status(1_000_000, 250_020);
+    assert_eq!(faint.status, PlanStatus::Excess);
+    assert_eq!((faint.scored_tokens, faint.prediction), (None, None));
+    assert!(
+        faint.summary.contains("no audit of up to 1,000,000,000"),
+        "{}",
+        faint.summary
+    );
+    assert_eq!(
+        planner(10, 4, 0.25, 1e-6).predict(MAX_PLANNED_TOKENS + 1),
+        None
+    );
 }
 
 #[test]
