@@ -228,17 +228,22 @@ impl Audit {
     /// The power plan from the audit so far as a pilot, as the dict `tracemark audit --plan
     /// --json` prints under `plan`: the scored tokens (and documents) at which an audit whose
     /// tokens are green at the pilot's rate reaches p <= `target` (default: the verdict's
-    /// false-positive rate) with probability `power`, with intervals at `confidence`.
-    #[pyo3(signature = (*, target = None, power = DEFAULT_PLAN_POWER, confidence = DEFAULT_PLAN_CONFIDENCE))]
+    /// false-positive rate) with probability `power` (default 0.5), with intervals at
+    /// `confidence` (default 0.95).
+    #[pyo3(signature = (*, target = None, power = None, confidence = None))]
     fn plan<'py>(
         &self,
         py: Python<'py>,
         target: Option<f64>,
-        power: f64,
-        confidence: f64,
+        power: Option<f64>,
+        confidence: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let target = core(target.map_or(Ok(self.fpr), Fpr::new))?;
-        let options = core(PlanOptions::new(target, power, confidence))?;
+        let options = core(PlanOptions::new(
+            target,
+            power.unwrap_or(DEFAULT_PLAN_POWER),
+            confidence.unwrap_or(DEFAULT_PLAN_CONFIDENCE),
+        ))?;
         let plan = py.detach(|| core(self.audit()?.plan(options)))?;
         to_py_json(py, &plan)
     }
