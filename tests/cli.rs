@@ -820,6 +820,110 @@ fn audit_pools_a_suspects_outputs_and_draws_its_curve() {
     sb.finish();
 }
 
+/// `n` with thousands separators, as reports print counts.
+fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// An audit that does not flag says "not detected at N scored tokens", never "clean", and
+/// carries the power plan; `--plan` plans from any audit, with its own target.
+#[test]
+fn audit_reports_inconclusive_verdicts_and_plans_a_larger_audit() {
+    let mut sb = Sandbox::new("audit-plan");
+    setup_generated(&mut sb);
+    let run = sb.run("audit --profile k/profile.toml --suspect plain.jsonl --json");
+    assert_eq!(run.code, 0, "{run:?}");
+    let report: Value = serde_json::from_str(run.stdout.trim()).expect("one JSON object");
+    let scored = report["scored"].as_u64().expect("a count");
+    assert_eq!(report["watermarked"], false);
+    assert_eq!(report["inconclusive"], true);
+    let conclusion = format!("not detected at {} scored tokens", grouped(scored));
+    assert_eq!(report["conclusion"], conclusion.as_str());
+    let plan = &report["plan"];
+    assert_eq!(plan["target"], 1e-6);
+    assert_eq!(plan["power"], 0.5);
+    assert_eq!(plan["confidence"], 0.95);
+    let status = plan["status"].as_str().expect("a status");
+    assert!(["excess", "no_excess"].contains(&status), "{plan}");
+    let per_document = plan["scored_tokens_per_document"].as_f64().expect("a rate");
+    assert_eq!(per_document, scored as f64 / 5.0);
+    if let Some(tokens) = plan["scored_tokens"].as_u64() {
+        let documents = plan["documents"]
+            .as_u64()
+            .expect("documents with the tokens");
+        assert_eq!(
+            documents,
+            (tokens as f64 / per_document).ceil() as u64,
+            "{plan}"
+        );
+    } else {
+        assert!(plan["documents"].is_null(), "{plan}");
+    }
+    let text = sb.run("audit --profile k/profile.toml --suspect plain.jsonl");
+    assert!(
+        text.stdout.contains("not watermarked at FPR 1e-6"),
+        "{text:?}"
+    );
+    assert!(
+        text.stdout.contains(&format!("inconclusive: {conclusion}")),
+        "{text:?}"
+    );
+    assert!(text.stdout.contains("(--plan for details)"), "{text:?}");
+
+    // Flagged: conclusive, no plan unless asked for; asked for, the target is already reached.
+    let run = sb.run("audit --profile k/profile.toml --suspect wm.jsonl --json");
+    let report: Value = serde_json::from_str(run.stdout.trim()).expect("one JSON object");
+    assert_eq!(report["inconclusive"], false);
+    let scored = report["scored"].as_u64().expect("a count");
+    let flagged = format!("watermarked at {} scored tokens", grouped(scored));
+    assert_eq!(report["conclusion"], flagged.as_str());
+    assert!(report.get("plan").is_none(), "{report}");
+    let run = sb
+        .run("audit --profile k/profile.toml --suspect wm.jsonl --json --plan --plan-target 1e-20");
+    let report: Value = serde_json::from_str(run.stdout.trim()).expect("one JSON object");
+    assert_eq!(report["plan"]["status"], "reached");
+    assert_eq!(report["plan"]["target"], 1e-20);
+    let run =
+        sb.run("audit --profile k/profile.toml --suspect wm.jsonl --plan --plan-target 1e-20");
+    assert!(
+        run.stdout
+            .contains("plan (target p ≤ 1e-20, probability 0.5, 95% intervals)"),
+        "{run:?}"
+    );
+    assert!(run.stdout.contains("is already reached"), "{run:?}");
+
+    // A target beyond reach of the plain outputs: the plan has budgets, or says there is none.
+    let run =
+        sb.run("audit --profile k/profile.toml --suspect plain.jsonl --plan --plan-power 0.9");
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout
+            .contains("plan (target p ≤ 1e-6, probability 0.9, 95% intervals)"),
+        "{run:?}"
+    );
+
+    let profile = "audit --profile k/profile.toml --suspect plain.jsonl";
+    assert_error(
+        &sb.run(&format!("{profile} --plan --plan-target 2")),
+        "--plan-target",
+    );
+    assert_error(
+        &sb.run(&format!("{profile} --plan --plan-confidence 1")),
+        "confidence",
+    );
+    let run = sb.run(&format!("{profile} --plan-target 1e-3"));
+    assert_eq!(run.code, 2, "{run:?}");
+    sb.finish();
+}
+
 #[test]
 fn audit_refuses_bad_input_with_one_line() {
     let mut sb = Sandbox::new("audit-errors");

@@ -28,6 +28,19 @@ pub fn format_fpr(fpr: f64) -> String {
     }
 }
 
+/// A count with thousands separators: `5,708`.
+pub fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -40,5 +53,8 @@ mod tests {
         assert_eq!(fixed(-41.987), "-41.99");
         assert_eq!(format_fpr(1e-6), "1e-6");
         assert_eq!(format_fpr(0.01), "0.01");
+        assert_eq!(grouped(5708), "5,708");
+        assert_eq!(grouped(999), "999");
+        assert_eq!(grouped(1_234_567), "1,234,567");
     }
 }

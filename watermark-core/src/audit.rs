@@ -20,6 +20,7 @@ use crate::dedup::TupleSet;
 use crate::error::{Error, Result};
 use crate::fpr::Fpr;
 use crate::green::GreenList;
+use crate::plan::{grouped, Pilot, Plan, PlanOptions, Planner};
 use crate::scan::{check_tokens, classify, seed_at, ReportHeader, Rules, Skipped, Tally};
 use crate::score::Score;
 
@@ -126,6 +127,16 @@ pub struct AuditReport {
     /// Distinct windows in the filter of a supervised audit.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub filter_windows: Option<u64>,
+    /// What the audit shows, with its size: "watermarked at 1,234 scored tokens", "not detected
+    /// at 5,708 scored tokens" (never "clean": a binomial test cannot prove absence), or
+    /// "nothing scored".
+    pub conclusion: String,
+    /// True unless the suspect was judged watermarked: no detection is absence of evidence.
+    pub inconclusive: bool,
+    /// For an inconclusive audit that scored tokens, the power plan at the verdict's
+    /// false-positive rate (defaults otherwise): how many scored tokens would reach it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<Plan>,
 }
 
 /// A running audit: add documents one at a time (streaming), read the report at any point.
@@ -239,14 +250,41 @@ impl Audit {
         self.tally.score(&self.green)
     }
 
-    /// The report so far.
+    /// The report so far; an inconclusive one carries the plan at the verdict's rate.
     pub fn report(&self) -> AuditReport {
+        let header = ReportHeader::new(&self.green, self.tokens, &self.tally, self.options.fpr);
+        let scored = header.score.scored;
+        let conclusion = if scored == 0 {
+            "nothing scored".to_string()
+        } else if header.watermarked {
+            format!("watermarked at {} scored tokens", grouped(scored))
+        } else {
+            format!("not detected at {} scored tokens", grouped(scored))
+        };
+        let inconclusive = !header.watermarked;
+        let plan = (inconclusive && scored > 0).then(|| {
+            let options = PlanOptions {
+                target: self.options.fpr,
+                ..PlanOptions::default()
+            };
+            self.plan(options)
+        });
         AuditReport {
-            header: ReportHeader::new(&self.green, self.tokens, &self.tally, self.options.fpr),
+            header,
             documents: self.documents,
             skipped: self.tally.skipped,
             filter_windows: self.filter.as_ref().map(|f| f.len() as u64),
+            conclusion,
+            inconclusive,
+            plan: plan.and_then(Result::ok),
         }
+    }
+
+    /// The power plan from this audit as a pilot: how many scored tokens (and documents) an
+    /// audit needs to reach `options.target` (see [`Planner`]).
+    pub fn plan(&self, options: PlanOptions) -> Result<Plan> {
+        let pilot = Pilot::new(&self.score(), self.documents);
+        Ok(Planner::new(pilot, options)?.plan())
     }
 
     /// Cumulative log10 p against scored tuples, ending at the current state.
@@ -433,6 +471,52 @@ mod tests {
         let r = audit.report();
         assert_eq!((last.scored, last.documents), (r.header.score.scored, 300));
         assert_eq!(last.log10_p_value, r.header.score.log10_p_value);
+    }
+
+    #[test]
+    fn reports_say_what_the_audit_concluded_and_plan_when_inconclusive() {
+        let g = green(Seeding::Previous, 2);
+        let mut audit = Audit::new(g.clone(), AuditOptions::default()).unwrap();
+        let empty = audit.report();
+        assert_eq!(empty.conclusion, "nothing scored");
+        assert!(empty.inconclusive && empty.plan.is_none());
+        for doc in 0..20 {
+            audit.add_output(&[], &pseudo_text(doc, 100)).unwrap();
+        }
+        let r = audit.report();
+        let scored = r.header.score.scored;
+        assert!(!r.header.watermarked && scored > 1000);
+        assert_eq!(
+            r.conclusion,
+            format!("not detected at {} scored tokens", grouped(scored))
+        );
+        let plan = r.plan.expect("an inconclusive audit carries its plan");
+        assert_eq!(plan.target, Fpr::DEFAULT);
+        assert_eq!(plan.scored_tokens_per_document, Some(scored as f64 / 20.0));
+        assert_eq!(Some(plan), audit.plan(PlanOptions::default()).ok());
+
+        // A suspect that always writes a green token: flagged, conclusive, no plan unless asked.
+        let mut text = vec![1_u32, 2];
+        while text.len() < 200 {
+            // Searched from a moving offset, so that the text does not cycle.
+            let from = text.len() as u32 * 389;
+            let next = (0..1000)
+                .map(|i| (from + i) % 1000)
+                .find(|&t| g.is_green(&text, t).unwrap() == Some(true))
+                .unwrap();
+            text.push(next);
+        }
+        let mut audit = Audit::new(g, AuditOptions::default()).unwrap();
+        audit.add_output(&[], &text).unwrap();
+        let r = audit.report();
+        assert!(r.header.watermarked && !r.inconclusive && r.plan.is_none());
+        assert!(
+            r.conclusion.starts_with("watermarked at "),
+            "{}",
+            r.conclusion
+        );
+        let plan = audit.plan(PlanOptions::default()).unwrap();
+        assert_eq!(plan.status, crate::PlanStatus::Reached);
     }
 
     #[test]

@@ -51,6 +51,7 @@ mod fpr;
 mod green;
 pub mod hook;
 mod key;
+mod plan;
 mod prf;
 #[cfg(feature = "profile")]
 mod profile;
@@ -71,6 +72,10 @@ pub use files::{read_limited, write_output};
 pub use fpr::{Fpr, DEFAULT_FPR};
 pub use green::{Decision, GreenList, Scheme, Seeding, MAX_VOCAB_SIZE, SPEC_VERSION};
 pub use key::SecretKey;
+pub use plan::{
+    Pilot, Plan, PlanOptions, PlanStatus, Planner, Prediction, DEFAULT_PLAN_CONFIDENCE,
+    DEFAULT_PLAN_POWER, MAX_PLANNED_TOKENS,
+};
 #[cfg(all(feature = "profile", feature = "tokenizers"))]
 pub use profile::TOKENIZER_FILE;
 #[cfg(feature = "profile")]

@@ -5,11 +5,11 @@ use std::sync::{Mutex, MutexGuard};
 
 use pyo3::prelude::*;
 use serde::Serialize;
-use watermark_core::Fpr;
 use watermark_core::{
     Audit as CoreAudit, AuditOptions, AuditReport, WindowFilter as CoreWindowFilter,
 };
 use watermark_core::{Error, GreenList};
+use watermark_core::{Fpr, PlanOptions, DEFAULT_PLAN_CONFIDENCE, DEFAULT_PLAN_POWER};
 
 use crate::errors::{core, lock, py_err, POISONED};
 use crate::ids::{check_vocabulary, id_batch, optional_id_batch, token_ids};
@@ -76,6 +76,8 @@ pub(crate) struct Audit {
     /// The key and scheme of the audit, to check a batch whole before any of it is added.
     green: GreenList,
     rules_off: Vec<&'static str>,
+    /// The verdict's false-positive rate: the plan's default target.
+    fpr: Fpr,
 }
 
 /// `Audit.report()`: the core's report, plus, when a rule was turned off, why its p-value
@@ -127,6 +129,7 @@ impl Audit {
             ..AuditOptions::default()
         };
         let rules_off = rules_off(&options);
+        let verdict_fpr = options.fpr;
         let mut audit = core(CoreAudit::new(watermark.green.clone(), options))?;
         if let Some(filter) = filter {
             let filter: &WindowFilter = &filter;
@@ -137,6 +140,7 @@ impl Audit {
             inner: Mutex::new(audit),
             green: watermark.green.clone(),
             rules_off,
+            fpr: verdict_fpr,
         })
     }
 
@@ -220,6 +224,29 @@ impl Audit {
             rules_off: &self.rules_off,
         };
         to_py_json(py, &report)
+    }
+
+    /// The power plan from the audit so far as a pilot, as the dict `tracemark audit --plan
+    /// --json` prints under `plan`: the scored tokens (and documents) at which an audit whose
+    /// tokens are green at the pilot's rate reaches p <= `target` (default: the verdict's
+    /// false-positive rate) with probability `power` (default 0.5), with intervals at
+    /// `confidence` (default 0.95).
+    #[pyo3(signature = (*, target = None, power = None, confidence = None))]
+    fn plan<'py>(
+        &self,
+        py: Python<'py>,
+        target: Option<f64>,
+        power: Option<f64>,
+        confidence: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let target = core(target.map_or(Ok(self.fpr), Fpr::new))?;
+        let options = core(PlanOptions::new(
+            target,
+            power.unwrap_or(DEFAULT_PLAN_POWER),
+            confidence.unwrap_or(DEFAULT_PLAN_CONFIDENCE),
+        ))?;
+        let plan = py.detach(|| core(self.audit()?.plan(options)))?;
+        to_py_json(py, &plan)
     }
 
     /// Cumulative log10 p against scored tuples: a list of dicts (documents, scored, green,

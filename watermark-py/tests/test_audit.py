@@ -124,3 +124,21 @@ def test_an_audit_with_every_rule_on_reports_no_validity_fields(small_profile):
     audit.add_output(list(range(100)))
     report = audit.report()
     assert "valid" not in report and "rules_off" not in report
+
+
+def test_plan_matches_the_cli_and_an_inconclusive_report_carries_one(cli, small_profile, tmp_path):
+    wm = tracemark.Watermark.from_profile(small_profile)
+    plain = [{"tokens": d["tokens"]} for d in _docs(wm)[1:3]]  # random and repetitive: not flagged
+    audit = tracemark.Audit(wm)
+    audit.add_outputs([d["tokens"] for d in plain])
+    report = audit.report()
+    assert report["watermarked"] is False and report["inconclusive"] is True
+    assert report["conclusion"] == f"not detected at {report['scored']:,} scored tokens"
+    assert report["plan"] == audit.plan()
+    want = _cli_audit(cli, small_profile, tmp_path, plain, "--plan", "--plan-target", "1e-3", "--plan-power", "0.9")
+    assert audit.plan(target=1e-3, power=0.9) == want["plan"]
+    assert want["plan"]["target"] == 1e-3 and want["plan"]["power"] == 0.9
+    with pytest.raises(tracemark.InputError, match="confidence"):
+        audit.plan(confidence=1.0)
+    with pytest.raises(tracemark.InputError, match="false-positive rate"):
+        audit.plan(target=0.0)

@@ -12,12 +12,13 @@ use serde::Serialize;
 use watermark_core::TextTokenizer;
 use watermark_core::{Audit, AuditOptions, AuditReport, CurvePoint, WindowFilter};
 use watermark_core::{Fpr, GreenList, SPEC_VERSION};
+use watermark_core::{Plan, PlanOptions, PlanStatus, DEFAULT_PLAN_CONFIDENCE, DEFAULT_PLAN_POWER};
 use watermark_core::{Profile, ProfileSession};
 
 use super::tokenizer;
 use crate::exit::ExitStatus;
 use crate::input::{max_audit_tuples, BodyFields, Content, Document, Input, IoWording};
-use crate::numbers::{fixed, format_fpr, format_p};
+use crate::numbers::{fixed, format_fpr, format_p, grouped};
 
 pub const LONG_ABOUT: &str = "Test whether a suspect model was trained on our watermarked \
 outputs (distillation), with one pooled exact test over everything it wrote or predicted.
@@ -37,6 +38,16 @@ Every (window, token) tuple is scored once across the whole audit, and a token i
 when its window occurs in what the suspect read before it (the prompt; in reading mode also the \
 earlier text): without these rules the p-value of an innocent model is not valid. Inputs are \
 streamed; memory grows with the distinct tuples scored (16 bytes each).
+
+A verdict other than WATERMARKED is only \"not detected at N scored tokens\": the report says \
+so (`conclusion`, `inconclusive` in --json) with a power plan from the audit as a pilot. --plan \
+prints the plan for any verdict (and adds it to --json): the scored tokens, and documents at the \
+pilot's scored tokens per document, at which an audit whose tokens are green at the pilot's rate \
+reaches p <= --plan-target (default: the verdict's FPR) with probability --plan-power (default \
+0.5: its median p does), from exact binomial tails; an interval from a two-sided Clopper-Pearson \
+interval on the green rate at --plan-confidence (default 0.95); and the log10 p an audit of that \
+many fresh tokens will report, with a prediction interval at the same confidence. The plan \
+assumes new scored tokens (tuples the audit has not yet seen) are as green as the pilot's.
 
 Exit status:
   0  the audit ran (whatever the verdict)
@@ -86,6 +97,19 @@ pub struct AuditArgs {
     /// Exit with status 3 when the suspect is judged to carry the watermark.
     #[arg(long)]
     pub fail_if_watermarked: bool,
+    /// Plan a larger audit from this one as a pilot, whatever the verdict: print it (and add
+    /// `plan` to --json).
+    #[arg(long)]
+    pub plan: bool,
+    /// The p-value the planned audit must reach, in (0, 1) (default: the verdict's FPR).
+    #[arg(long, value_name = "P", requires = "plan")]
+    pub plan_target: Option<f64>,
+    /// Probability that the planned audit reaches the target, in (0, 1).
+    #[arg(long, value_name = "Q", requires = "plan", default_value_t = DEFAULT_PLAN_POWER)]
+    pub plan_power: f64,
+    /// Confidence of the plan's intervals, in (0, 1).
+    #[arg(long, value_name = "C", requires = "plan", default_value_t = DEFAULT_PLAN_CONFIDENCE)]
+    pub plan_confidence: f64,
 }
 
 /// What the suspect gave us: its outputs, or its predictions while reading our texts.
@@ -188,9 +212,15 @@ pub fn run(args: &AuditArgs, out: &mut impl Write) -> Result<ExitStatus> {
         })?;
         Mode::Reading
     };
-    let report = audit.report();
+    let mut report = audit.report();
     if report.documents == 0 {
         bail!("no documents to audit (every line is empty)");
+    }
+    if args.plan {
+        let target = Fpr::new(args.plan_target.unwrap_or(report.header.fpr.get()))
+            .context("--plan-target")?;
+        let plan_options = PlanOptions::new(target, args.plan_power, args.plan_confidence)?;
+        report.plan = Some(audit.plan(plan_options)?);
     }
 
     if let Some(curve) = &args.curve {
@@ -209,6 +239,7 @@ pub fn run(args: &AuditArgs, out: &mut impl Write) -> Result<ExitStatus> {
         writeln!(out, "{}", serde_json::to_value(&line)?)?;
     } else {
         print_report(&report, mode, supervised, out)?;
+        print_conclusion(&report, args.plan, out)?;
     }
     Ok(ExitStatus::verdict(
         args.fail_if_watermarked,
@@ -379,4 +410,77 @@ fn print_report(
         report.header.key_fingerprint
     )?;
     Ok(())
+}
+
+/// Under the verdict: an inconclusive audit says so, with its plan in one line, or in full
+/// with `--plan`.
+fn print_conclusion(report: &AuditReport, full_plan: bool, out: &mut impl Write) -> Result<()> {
+    if report.inconclusive && report.header.score.scored > 0 {
+        writeln!(
+            out,
+            "inconclusive: {}, which is not a clean result",
+            report.conclusion
+        )?;
+    }
+    match &report.plan {
+        Some(plan) if full_plan => print_plan(plan, out),
+        Some(plan) => Ok(writeln!(
+            out,
+            "plan: {} (--plan for details)",
+            plan.summary
+        )?),
+        None => Ok(()),
+    }
+}
+
+/// The plan, with its intervals, under the report (`--plan`).
+fn print_plan(plan: &Plan, out: &mut impl Write) -> Result<()> {
+    let percent = format!("{}%", plan.confidence * 100.0);
+    writeln!(
+        out,
+        "plan (target p ≤ {}, probability {}, {percent} intervals): {}",
+        format_fpr(plan.target.get()),
+        plan.power,
+        plan.summary
+    )?;
+    if plan.status != PlanStatus::Excess {
+        return Ok(());
+    }
+    let [fewest, most] = plan.scored_tokens_interval;
+    writeln!(
+        out,
+        "  scored tokens {} ({} to {}): {} more than this audit's",
+        budget(plan.scored_tokens),
+        budget(fewest),
+        budget(most),
+        budget(plan.more_scored_tokens)
+    )?;
+    if let Some(per_document) = plan.scored_tokens_per_document {
+        let [fewest, most] = plan.documents_interval;
+        writeln!(
+            out,
+            "  documents {} ({} to {}): {} more, at {per_document:.1} scored tokens per document",
+            budget(plan.documents),
+            budget(fewest),
+            budget(most),
+            budget(plan.more_documents)
+        )?;
+    }
+    if let Some(p) = &plan.prediction {
+        let [best, worst] = p.log10_p_interval;
+        writeln!(
+            out,
+            "  an audit of {} fresh scored tokens: log10 p {} (median), {} to {} ({percent})",
+            grouped(p.scored_tokens),
+            fixed(p.log10_p_median),
+            fixed(best),
+            fixed(worst)
+        )?;
+    }
+    Ok(())
+}
+
+/// A budget, or "unbounded" when there is none (none at all, or beyond the planner's cap).
+fn budget(tokens: Option<u64>) -> String {
+    tokens.map_or_else(|| "unbounded".to_string(), grouped)
 }
