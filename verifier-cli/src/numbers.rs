@@ -28,18 +28,8 @@ pub fn format_fpr(fpr: f64) -> String {
     }
 }
 
-/// A count with thousands separators: `5,708`.
-pub fn grouped(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
+/// A count with thousands separators: `5,708` (the core writes its conclusions so).
+pub use watermark_core::grouped;
 
 #[cfg(test)]
 mod tests {

@@ -73,7 +73,7 @@ pub use fpr::{Fpr, DEFAULT_FPR};
 pub use green::{Decision, GreenList, Scheme, Seeding, MAX_VOCAB_SIZE, SPEC_VERSION};
 pub use key::SecretKey;
 pub use plan::{
-    Pilot, Plan, PlanOptions, PlanStatus, Planner, Prediction, DEFAULT_PLAN_CONFIDENCE,
+    grouped, Pilot, Plan, PlanOptions, PlanStatus, Planner, Prediction, DEFAULT_PLAN_CONFIDENCE,
     DEFAULT_PLAN_POWER, MAX_PLANNED_TOKENS,
 };
 #[cfg(all(feature = "profile", feature = "tokenizers"))]

@@ -291,7 +291,7 @@ impl Planner {
 
     /// The two-sided Clopper–Pearson interval on the pilot's green rate at `confidence`.
     pub fn rate_interval(&self, confidence: f64) -> [f64; 2] {
-        clopper_pearson(self.pilot.green, self.pilot.scored, confidence)
+        clopper_pearson_at(self.pilot.green, self.pilot.scored, confidence)
     }
 
     /// The log10 p an audit of `scored_tokens` fresh tokens will report (see the module's
@@ -484,49 +484,14 @@ fn saddle_point_guess(rate: f64, gamma: f64, ln_target: f64) -> f64 {
     }
 }
 
-/// Two-sided Clopper–Pearson interval for `k` successes in `n` at `confidence`, by bisection on
-/// the exact tails: the lower end solves P(Bin(n, p) ≥ k) = (1−C)/2, the upper end
-/// P(Bin(n, p) ≤ k) = (1−C)/2. `n` = 0 gives [0, 1].
-fn clopper_pearson(k: u64, n: u64, confidence: f64) -> [f64; 2] {
-    if n == 0 {
-        return [0.0, 1.0];
-    }
-    let k = k.min(n);
-    let ln_half_miss = (0.5 * (1.0 - confidence)).ln();
-    // Both tails grow monotonically in p: bisect for the p where each crosses the level.
-    let lower = if k == 0 {
-        0.0
-    } else {
-        bisect_rate(|p| binomial_ln_sf(n, k, p) >= ln_half_miss)
-    };
-    // P(X ≤ k; p) = P(n − X ≥ n − k; 1 − p) falls as p grows.
-    let upper = if k == n {
-        1.0
-    } else {
-        bisect_rate(|p| binomial_ln_sf(n, n - k, 1.0 - p) <= ln_half_miss)
-    };
+/// The two-sided Clopper–Pearson interval for `k` in `n` at `confidence`, as `[lower, upper]`.
+fn clopper_pearson_at(k: u64, n: u64, confidence: f64) -> [f64; 2] {
+    let (lower, upper) = crate::stats::clopper_pearson(k, n, 1.0 - confidence);
     [lower, upper]
 }
 
-/// The p in (0, 1) where `above` turns true (it is false below, true above), to 1e-12 relative.
-fn bisect_rate(above: impl Fn(f64) -> bool) -> f64 {
-    let (mut lo, mut hi) = (0.0_f64, 1.0_f64);
-    while hi - lo > 1e-12 * hi {
-        let mid = 0.5 * (lo + hi);
-        if mid <= lo || mid >= hi {
-            break;
-        }
-        if above(mid) {
-            hi = mid;
-        } else {
-            lo = mid;
-        }
-    }
-    0.5 * (lo + hi)
-}
-
 /// `n` with thousands separators: 5708 → "5,708".
-pub(crate) fn grouped(n: u64) -> String {
+pub fn grouped(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {

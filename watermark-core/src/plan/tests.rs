@@ -1,7 +1,6 @@
 //! The planner's arithmetic: known cases, brute force at small N, monotonicity, edge cases.
 
 use super::*;
-use crate::stats::clopper_pearson as reference_clopper_pearson;
 
 fn options(target: f64, power: f64, confidence: f64) -> PlanOptions {
     PlanOptions::new(Fpr::new(target).unwrap(), power, confidence).unwrap()
@@ -152,20 +151,21 @@ fn the_budget_falls_with_the_rate_and_grows_with_the_demands() {
 
 #[test]
 fn the_rate_interval_is_clopper_pearsons() {
-    for (k, n, confidence) in [
-        (0, 10, 0.95),
-        (5, 10, 0.95),
-        (270, 1000, 0.99),
-        (10, 10, 0.9),
-    ] {
-        let p = planner(n, k, 0.25, 1e-6);
-        let [lo, hi] = p.rate_interval(confidence);
-        let (want_lo, want_hi) = reference_clopper_pearson(k, n, 1.0 - confidence);
-        assert!(
-            (lo - want_lo).abs() < 1e-10 && (hi - want_hi).abs() < 1e-10,
-            "{k}/{n}"
-        );
+    // Closed forms at the ends: no success in n gives [0, 1 − (α/2)^(1/n)], all n give
+    // [(α/2)^(1/n), 1]; in between, the ends are where the exact tails equal α/2.
+    for (n, confidence) in [(10u64, 0.95_f64), (1000, 0.99), (7, 0.9)] {
+        let half_miss = (1.0 - confidence) / 2.0;
+        let edge = half_miss.powf(1.0 / n as f64);
+        let [lo, hi] = planner(n, 0, 0.25, 1e-6).rate_interval(confidence);
+        assert!(lo == 0.0 && (hi - (1.0 - edge)).abs() < 1e-10, "0/{n}");
+        let [lo, hi] = planner(n, n, 0.25, 1e-6).rate_interval(confidence);
+        assert!((lo - edge).abs() < 1e-10 && hi == 1.0, "{n}/{n}");
     }
+    let (k, n, confidence) = (270, 1000, 0.99);
+    let [lo, hi] = planner(n, k, 0.25, 1e-6).rate_interval(confidence);
+    let half_miss = ((1.0 - confidence) / 2.0_f64).ln();
+    assert!((binomial_ln_sf(n, k, lo) - half_miss).abs() < 1e-8);
+    assert!((binomial_ln_sf(n, n - k, 1.0 - hi) - half_miss).abs() < 1e-8);
     assert_eq!(planner(0, 0, 0.25, 1e-6).rate_interval(0.95), [0.0, 1.0]);
 }
 

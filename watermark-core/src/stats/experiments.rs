@@ -4,8 +4,6 @@
 
 use std::f64::consts::PI;
 
-use super::ln_sf_pq;
-
 /// Spike entropy sum_k p_k / (1 + z p_k) (Kirchenbauer et al. 2023, Def. 4.1), which drives
 /// how strongly a position can be watermarked. Empty input gives 0; inputs are not validated.
 pub fn spike_entropy(probs: &[f64], modulus: f64) -> f64 {
@@ -73,58 +71,10 @@ pub fn ks_uniform(samples: &[f64]) -> (f64, f64) {
     (d, kolmogorov_sf(n.sqrt() * d))
 }
 
-/// Bisection on p in (0, 1) for the root of an increasing-in-p predicate boundary.
-fn bisect(mut lo: f64, mut hi: f64, above: impl Fn(f64) -> bool) -> f64 {
-    for _ in 0..2000 {
-        let mid = 0.5 * (lo + hi);
-        if mid <= lo || mid >= hi {
-            break;
-        }
-        if above(mid) {
-            hi = mid;
-        } else {
-            lo = mid;
-        }
-    }
-    0.5 * (lo + hi)
-}
-
-/// Two-sided Clopper–Pearson (exact) interval for k successes in n at confidence 1 - alpha,
-/// by bisection on exact binomial tails; used to check a false-positive rate against its target.
-/// n == 0 or alpha <= 0 (or NaN) gives (0, 1); k > n is treated as k = n; alpha >= 1 gives (k/n, k/n).
-pub fn clopper_pearson(k: u64, n: u64, alpha: f64) -> (f64, f64) {
-    if n == 0 || alpha.is_nan() || alpha <= 0.0 {
-        return (0.0, 1.0);
-    }
-    let k = k.min(n);
-    if alpha >= 1.0 {
-        let r = k as f64 / n as f64;
-        return (r, r);
-    }
-    let ln_half = (0.5 * alpha).ln();
-    // Lower: P(X >= k; p) = alpha/2, increasing in p.
-    let lower = if k == 0 {
-        0.0
-    } else {
-        bisect(0.0, 1.0, |p| ln_sf_pq(n, k, p, 1.0 - p) >= ln_half)
-    };
-    // Upper: P(X <= k; p) = P(n - X >= n - k; 1 - p) = alpha/2, decreasing in p.
-    let upper = if k == n {
-        1.0
-    } else {
-        bisect(0.0, 1.0, |p| ln_sf_pq(n, n - k, 1.0 - p, p) <= ln_half)
-    };
-    (lower, upper)
-}
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::binomial_ln_sf;
-
-    fn near(got: f64, want: f64, rel: f64, ctx: &str) {
-        let ok = (got - want).abs() <= rel * want.abs().max(f64::MIN_POSITIVE);
-        assert!(ok, "{ctx}: got {got}, want {want}");
-    }
+    use crate::stats::near;
 
     #[test]
     fn ks_uniform_behaves() {
@@ -143,22 +93,6 @@ mod tests {
         assert!((kolmogorov_sf(1.18 - 1e-12) - kolmogorov_sf(1.18)).abs() < 1e-12);
         assert_eq!(ks_uniform(&[]), (0.0, 1.0));
         assert!(ks_uniform(&[0.5, f64::NAN]).0.is_nan());
-    }
-
-    #[test]
-    fn clopper_pearson_known_values() {
-        let (lo, hi) = clopper_pearson(0, 10, 0.05);
-        assert!(lo == 0.0 && (hi - 0.308_5).abs() < 1e-4);
-        near(hi, 1.0 - 0.025_f64.powf(0.1), 1e-12, "k = 0 closed form");
-        let (lo, hi) = clopper_pearson(5, 10, 0.05);
-        assert!((lo - 0.187_1).abs() < 1e-4 && (hi - 0.812_9).abs() < 1e-4);
-        near(lo, 1.0 - hi, 1e-12, "symmetry");
-        let (lo, hi) = clopper_pearson(3, 1_000_000, 1e-6);
-        assert!(0.0 < lo && lo < 3e-6 && hi > 3e-6 && hi < 3e-5);
-        let at_lo = binomial_ln_sf(1_000_000, 3, lo);
-        near(at_lo, (0.5e-6_f64).ln(), 1e-9, "lower bound is the root");
-        assert_eq!(clopper_pearson(1, 0, 0.05), (0.0, 1.0));
-        assert_eq!(clopper_pearson(20, 10, 0.05).1, 1.0);
     }
 
     #[test]

@@ -7,13 +7,15 @@
 
 #[cfg(feature = "experiments")]
 mod experiments;
+mod interval;
 
 use std::f64::consts::LN_10;
 
 #[cfg(feature = "experiments")]
 pub use experiments::{
-    clopper_pearson, expected_green_fraction_lower_bound, ks_uniform, spike_entropy, spike_modulus,
+    expected_green_fraction_lower_bound, ks_uniform, spike_entropy, spike_modulus,
 };
+pub use interval::clopper_pearson;
 
 /// ln(2 pi) / 2.
 const LN_SQRT_2PI: f64 = 0.918_938_533_204_672_8;
@@ -225,18 +227,19 @@ pub fn p_from_log10(log10_p: f64) -> f64 {
     10f64.powf(log10_p.min(0.0))
 }
 
+/// Asserts |got - want| <= rel |want|: the tolerance every statistics test here states.
+#[cfg(test)]
+pub(crate) fn near(got: f64, want: f64, rel: f64, ctx: &str) {
+    let ok = (got - want).abs() <= rel * want.abs().max(f64::MIN_POSITIVE);
+    assert!(ok, "{ctx}: got {got}, want {want}");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
     use statrs::distribution::{Binomial, DiscreteCDF};
     use std::f64::consts::PI;
-
-    /// Asserts |got - want| <= rel |want|.
-    fn near(got: f64, want: f64, rel: f64, ctx: &str) {
-        let ok = (got - want).abs() <= rel * want.abs().max(f64::MIN_POSITIVE);
-        assert!(ok, "{ctx}: got {got}, want {want}");
-    }
 
     #[test]
     fn ln_gamma_matches_known_values_and_statrs() {
