@@ -52,7 +52,7 @@ pub struct AuditArgs {
     #[arg(long, value_name = "FILE")]
     pub profile: PathBuf,
     /// Closed model: the suspect's outputs, JSONL (`-` reads stdin).
-    #[arg(long, value_name = "FILE", required_unless_present = "suspect_model",
+    #[arg(long, value_name = "FILE", required_unless_present_any = ["suspect_model", "suspect_url"],
           conflicts_with_all = ["suspect_model", "texts"])]
     pub suspect: Option<PathBuf>,
     /// Supervised audit: our own outputs (JSONL); only windows occurring in them are scored.
@@ -86,6 +86,9 @@ pub struct AuditArgs {
     /// Exit with status 3 when the suspect is judged to carry the watermark.
     #[arg(long)]
     pub fail_if_watermarked: bool,
+    /// Live closed model (--suspect-url and its options).
+    #[command(flatten)]
+    pub live: crate::endpoint::LiveArgs,
 }
 
 /// What the suspect gave us: its outputs, or its predictions while reading our texts.
@@ -158,14 +161,15 @@ pub fn run(args: &AuditArgs, out: &mut impl Write) -> Result<ExitStatus> {
         ..AuditOptions::default()
     };
     let mut encoder = Encoder { session: &session };
-    let mut audit = Audit::new(green.clone(), options)?;
+    let mut audit = Audit::new(green.clone(), options.clone())?;
     if let Some(filter_path) = &args.filter {
         let filter = read_filter(green, filter_path, &mut encoder)?;
         audit = audit.with_filter(filter)?;
     }
 
+    let live_cache = crate::endpoint::collect(&args.live, &session, &options)?;
     let started = Instant::now();
-    let mode = if let Some(suspect) = &args.suspect {
+    let mode = if let Some(suspect) = args.suspect.as_ref().or(live_cache.as_ref()) {
         each_answer(suspect, "auditing", |source, answer| {
             let (prompt, response) = encoder.encode(answer, PromptForm::Plain)?;
             audit
