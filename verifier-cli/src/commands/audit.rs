@@ -88,7 +88,7 @@ pub struct AuditArgs {
     pub fail_if_watermarked: bool,
     /// Live closed model (--suspect-url and its options).
     #[command(flatten)]
-    pub live: crate::endpoint::LiveArgs,
+    pub live: Box<crate::endpoint::LiveArgs>,
 }
 
 /// What the suspect gave us: its outputs, or its predictions while reading our texts.

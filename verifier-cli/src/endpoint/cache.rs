@@ -60,7 +60,8 @@ impl AnswerCache {
             .create(true)
             .open(path)
             .with_context(|| path.display().to_string())?;
-        let repaired_bytes = repair_torn_tail(&mut file).with_context(|| path.display().to_string())?;
+        let repaired_bytes =
+            repair_torn_tail(&mut file).with_context(|| path.display().to_string())?;
         let answers = read_answers(path, params)?;
         let cache = AnswerCache {
             path: path.to_path_buf(),
@@ -248,8 +249,14 @@ mod tests {
         drop(file);
         let (_, cached) = AnswerCache::open(&path, &params(0.7)).expect("reopen");
         assert_eq!(cached.repaired_bytes, torn.len() as u64);
-        assert_eq!(cached.answers.keys().copied().collect::<Vec<_>>(), vec![0, 2]);
-        assert_eq!(cached.answers[&2], answer(2, 0.7).with_timestamp(&cached.answers[&2]));
+        assert_eq!(
+            cached.answers.keys().copied().collect::<Vec<_>>(),
+            vec![0, 2]
+        );
+        assert_eq!(
+            cached.answers[&2],
+            answer(2, 0.7).with_timestamp(&cached.answers[&2])
+        );
         let text = std::fs::read_to_string(&path).expect("read");
         assert!(text.ends_with("}\n") && text.lines().count() == 2);
     }

@@ -187,11 +187,7 @@ impl Client {
                     return Err(error)
                 }
                 Attempt::Retry(_, retry_after) => {
-                    std::thread::sleep(backoff_delay(
-                        self.patience.backoff,
-                        attempt,
-                        retry_after,
-                    ));
+                    std::thread::sleep(backoff_delay(self.patience.backoff, attempt, retry_after));
                     attempt += 1;
                 }
             }
@@ -362,21 +358,40 @@ mod tests {
 
     #[test]
     fn replies_are_read_or_refused_with_the_reason() {
-        let chat = r#"{"model":"x","choices":[{"message":{"content":"yes"},"finish_reason":"length"}]}"#;
+        let chat =
+            r#"{"model":"x","choices":[{"message":{"content":"yes"},"finish_reason":"length"}]}"#;
         let reply = parse_reply(chat, Route::Chat).expect("a chat reply");
         assert_eq!(reply.text, "yes");
         assert_eq!(reply.model.as_deref(), Some("x"));
         assert_eq!(reply.finish_reason.as_deref(), Some("length"));
         let plain = r#"{"choices":[{"text":"ok"}]}"#;
-        assert_eq!(parse_reply(plain, Route::Completions).map(|r| r.text), Ok("ok".into()));
-        assert!(matches!(parse_reply("<html>", Route::Chat), Err(ReplyError::NotJson(_))));
-        assert!(matches!(parse_reply("[1]", Route::Chat), Err(ReplyError::NotJson(_))));
+        assert_eq!(
+            parse_reply(plain, Route::Completions).map(|r| r.text),
+            Ok("ok".into())
+        );
+        assert!(matches!(
+            parse_reply("<html>", Route::Chat),
+            Err(ReplyError::NotJson(_))
+        ));
+        assert!(matches!(
+            parse_reply("[1]", Route::Chat),
+            Err(ReplyError::NotJson(_))
+        ));
         let empty = r#"{"choices":[]}"#;
-        assert!(matches!(parse_reply(empty, Route::Chat), Err(ReplyError::Missing(_))));
+        assert!(matches!(
+            parse_reply(empty, Route::Chat),
+            Err(ReplyError::Missing(_))
+        ));
         let null = r#"{"choices":[{"message":{"content":null}}]}"#;
-        assert!(matches!(parse_reply(null, Route::Chat), Err(ReplyError::Missing(_))));
+        assert!(matches!(
+            parse_reply(null, Route::Chat),
+            Err(ReplyError::Missing(_))
+        ));
         // A chat reply read as a plain completion has no `text`.
-        assert!(matches!(parse_reply(chat, Route::Completions), Err(ReplyError::Missing(_))));
+        assert!(matches!(
+            parse_reply(chat, Route::Completions),
+            Err(ReplyError::Missing(_))
+        ));
     }
 
     #[test]
@@ -387,7 +402,10 @@ mod tests {
         assert_eq!(backoff_delay(base, 30, None), MAX_BACKOFF);
         let told = Some(Duration::from_secs(7));
         assert_eq!(backoff_delay(base, 0, told), Duration::from_secs(7));
-        assert_eq!(backoff_delay(base, 0, Some(Duration::from_secs(3600))), MAX_BACKOFF);
+        assert_eq!(
+            backoff_delay(base, 0, Some(Duration::from_secs(3600))),
+            MAX_BACKOFF
+        );
     }
 
     #[test]

@@ -88,7 +88,9 @@ fn temperature(s: &str) -> Result<f64, String> {
 fn rate(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(r) if r.is_finite() && r >= 0.0 => Ok(r),
-        _ => Err(format!("{s:?} is not a number of requests a second (0 or more)")),
+        _ => Err(format!(
+            "{s:?} is not a number of requests a second (0 or more)"
+        )),
     }
 }
 
@@ -121,7 +123,12 @@ pub fn collect(
         retries: args.retries,
         backoff: FIRST_BACKOFF,
     };
-    let client = Client::new(url, api_key(args.api_key_env.as_deref())?, params.clone(), patience);
+    let client = Client::new(
+        url,
+        api_key(args.api_key_env.as_deref())?,
+        params.clone(),
+        patience,
+    );
 
     let (mut cache, cached) = AnswerCache::open(cache_path, &params)?;
     if cached.repaired_bytes > 0 {
@@ -153,9 +160,13 @@ pub fn collect(
         }
     }
     let started = Instant::now();
-    let asked = pool::ask_all(&client, &jobs, args.concurrency as usize, args.rate, |job, reply| {
-        run.arrived(&mut cache, job, reply)
-    });
+    let asked = pool::ask_all(
+        &client,
+        &jobs,
+        args.concurrency as usize,
+        args.rate,
+        |job, reply| run.arrived(&mut cache, job, reply),
+    );
     run.progress.finish(started);
     asked?;
     Ok(Some(cache_path.clone()))
