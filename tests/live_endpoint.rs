@@ -297,11 +297,13 @@ fn wait_bounded(mut child: Child, limit: Duration) -> Output {
     child.wait_with_output().expect("the audit's output")
 }
 
-/// Power: `tracemark detect` on the default model's watermarked answers (README, "Detecting")
-/// measures a green fraction near 0.5 at γ = 0.25; 24 answers of 48 tokens give about 1,100
-/// scored tokens, and at N = 1,100 FPR 1e-6 needs only G ≥ 0.32 N, so a green fraction above
-/// 0.32 flags. At 0.5 the expected log10 p is about −80, and the answers would have to fall
-/// short by over 12 standard deviations for the test to fail.
+/// Power: `tracemark detect` measures green fractions of 0.61 to 0.74 on the default model's
+/// watermarked answers (γ = 0.25, δ = 2; README, `make demo`), and the pooled audits of this
+/// server's answers measured 0.51 to 0.57 (README, "Auditing a live endpoint"; lower, but
+/// these answers go through llama-cpp-python's own sampler settings, a cause not investigated
+/// further). 24 answers of 48 tokens give about 1,100 scored tokens, where
+/// FPR 1e-6 needs only G ≥ 0.315 N (exact binomial tail); at 0.5 the expected log10 p is near
+/// −80, and the answers would have to fall short by about 11 standard deviations to fail.
 #[test]
 fn the_watermarked_server_is_flagged_and_an_interrupted_audit_resumes() {
     let Some((python, model)) = setup() else {
