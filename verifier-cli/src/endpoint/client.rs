@@ -108,6 +108,12 @@ pub enum AskError {
         missing: &'static str,
         excerpt: String,
     },
+    #[error("{url}: request failed after {attempts} attempt(s): {reason}")]
+    Failed {
+        url: String,
+        attempts: u32,
+        reason: String,
+    },
     #[error("{url}: not a usable URL: {reason}")]
     BadUrl { url: String, reason: String },
 }
@@ -237,21 +243,28 @@ impl Client {
         }
     }
 
+    /// A request that got no HTTP reply: the server could not be reached or dropped the
+    /// connection (retried), or something retrying cannot fix (a bad URL, a TLS refusal).
     fn transport_failure(&self, e: ureq::Error, attempts: u32) -> Attempt {
         let reason = self.scrub(&e.to_string());
+        let url = self.url.clone();
         match e {
-            ureq::Error::BadUri(_) | ureq::Error::Http(_) => Attempt::Fail(AskError::BadUrl {
-                url: self.url.clone(),
-                reason,
-            }),
-            _ => Attempt::Retry(
+            ureq::Error::BadUri(_) | ureq::Error::Http(_) => {
+                Attempt::Fail(AskError::BadUrl { url, reason })
+            }
+            e if unreachable(&e) => Attempt::Retry(
                 AskError::Unreachable {
-                    url: self.url.clone(),
+                    url,
                     attempts,
                     reason,
                 },
                 None,
             ),
+            _ => Attempt::Fail(AskError::Failed {
+                url,
+                attempts,
+                reason,
+            }),
         }
     }
 
@@ -290,6 +303,27 @@ impl Client {
             Some(ApiKey(key)) if !key.is_empty() => text.replace(key.as_str(), "[api key]"),
             _ => text.to_string(),
         }
+    }
+}
+
+/// Whether `e` says the server could not be reached, or went away mid-request: worth
+/// retrying, as a server being restarted or overloaded does.
+fn unreachable(e: &ureq::Error) -> bool {
+    use std::io::ErrorKind::*;
+    match e {
+        ureq::Error::ConnectionFailed | ureq::Error::HostNotFound | ureq::Error::Timeout(_) => true,
+        ureq::Error::Io(io) => matches!(
+            io.kind(),
+            ConnectionRefused
+                | ConnectionReset
+                | ConnectionAborted
+                | NotConnected
+                | BrokenPipe
+                | TimedOut
+                | UnexpectedEof
+                | Interrupted
+        ),
+        _ => false,
     }
 }
 
