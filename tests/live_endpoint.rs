@@ -416,8 +416,17 @@ fn the_untouched_model_is_not_flagged_and_http_errors_are_one_line() {
     assert!(report.contains("not watermarked at FPR 1e-6"), "{report}");
     assert_eq!(sb.cache_lines(cache).len(), QUERIES);
 
+    // The plain route, with more questions than prompts: they cycle.
     let plain = "plain.jsonl";
-    let args = sb.live_args(&url, plain, &["--completions", "--queries", "3", "--json"]);
+    std::fs::write(
+        sb.path("two.jsonl"),
+        "{\"prompt\":\"Once upon a time\"}\n{\"prompt\":\"The sea\"}\n",
+    )
+    .expect("two prompts");
+    let mut args = sb.live_args(&url, plain, &["--completions", "--queries", "3", "--json"]);
+    for arg in args.iter_mut().filter(|a| **a == "prompts.jsonl") {
+        *arg = "two.jsonl";
+    }
     let completions = sb.tracemark(&args);
     assert!(
         completions.status.success(),
@@ -431,6 +440,22 @@ fn the_untouched_model_is_not_flagged_and_http_errors_are_one_line() {
         .cache_lines(plain)
         .iter()
         .all(|l| l.contains(r#""route":"completions""#)));
+    let prompts: Vec<(u64, String)> = sb
+        .cache_lines(plain)
+        .iter()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("JSON");
+            (v["query"].as_u64().expect("query"), v["prompt"].to_string())
+        })
+        .collect();
+    let of = |q: u64| {
+        prompts
+            .iter()
+            .find(|(query, _)| *query == q)
+            .map(|(_, p)| p.clone())
+    };
+    assert_eq!(of(2), of(0), "query 2 asks prompt 0 again");
+    assert_ne!(of(1), of(0));
 
     let other = sb.tracemark(&sb.live_args(&url, cache, &["--temperature", "0.5"]));
     let error = one_error_line(&other);
@@ -470,6 +495,10 @@ fn an_unreachable_server_is_one_error_line() {
         "{error}"
     );
     assert!(sb.cache_lines("c.jsonl").is_empty());
+    // Without a cache there is no live audit: a usage error, before any request.
+    let mut args = sb.live_args(&url, "c.jsonl", &[]);
+    args.retain(|a| !matches!(*a, "--cache" | "c.jsonl"));
+    assert_eq!(sb.tracemark(&args).status.code(), Some(2));
 }
 
 /// A raw HTTP responder on 127.0.0.1 answering every request with `status`, `headers` and
