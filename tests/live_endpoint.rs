@@ -501,6 +501,47 @@ fn an_unreachable_server_is_one_error_line() {
     assert_eq!(sb.tracemark(&args).status.code(), Some(2));
 }
 
+/// A cache line as a live audit with `live_args` writes it.
+fn cache_line(query: u64, prompt: &str, model: &str) -> String {
+    let line = serde_json::json!({
+        "query": query, "prompt": prompt, "response": "An answer.", "model": model,
+        "finish_reason": "length", "timestamp": "2026-11-30T00:00:00Z",
+        "endpoint": "http://127.0.0.1:1/v1/chat/completions",
+        "request": {"route": "chat", "model": null, "max_tokens": 48, "temperature": 1.0},
+    });
+    format!("{line}\n")
+}
+
+/// A cache is checked before any question is asked: it must hold the prompts' questions and
+/// one model's answers.
+#[test]
+fn a_cache_of_other_prompts_or_another_model_is_refused() {
+    let sb = Sandbox::new("refused");
+    let url = format!("http://127.0.0.1:{}/v1", free_port());
+    let first = "Write a short paragraph about cats.";
+    let other_prompt = cache_line(0, "Write a short paragraph about dogs.", "m");
+    std::fs::write(sb.path("p.jsonl"), other_prompt).expect("cache");
+    let error = one_error_line(&sb.tracemark(&sb.live_args(&url, "p.jsonl", &[])));
+    assert!(
+        error.contains("p.jsonl: query 0 answers another prompt than line 1"),
+        "{error}"
+    );
+
+    let two_models =
+        cache_line(0, first, "m") + &cache_line(1, "Write a short paragraph about the ocean.", "n");
+    std::fs::write(sb.path("m.jsonl"), &two_models).expect("cache");
+    let error = one_error_line(&sb.tracemark(&sb.live_args(&url, "m.jsonl", &[])));
+    assert!(
+        error.contains(r#"m.jsonl: an answer of model "n" among answers of "m""#),
+        "{error}"
+    );
+    // Refusals leave the evidence as it was.
+    assert_eq!(
+        std::fs::read_to_string(sb.path("m.jsonl")).expect("cache"),
+        two_models
+    );
+}
+
 /// A raw HTTP responder on 127.0.0.1 answering every request with `status`, `headers` and
 /// `body`, counting them. Only for what the real server never does (a malformed body, a
 /// persistent 503); its thread ends with the test process.

@@ -248,8 +248,8 @@ impl Collection<'_> {
     fn check_model(&mut self, model: Option<&str>) -> Result<()> {
         match (&self.model, model) {
             (Some(known), Some(now)) if known != now => bail!(
-                "{}: the endpoint now answers as model {now:?}, the cache holds answers of \
-                 {known:?}; give this audit another --cache file",
+                "{}: an answer of model {now:?} among answers of {known:?}: one cache holds \
+                 one model's answers; give this audit another --cache file",
                 self.cache_path.display()
             ),
             (None, Some(now)) => self.model = Some(now.to_string()),
