@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: fuzz help demo test lint fmt bench bench-model build model eval radioactivity python test-python bench-python
+.PHONY: fuzz help demo test test-live lint fmt bench bench-model build model eval radioactivity python test-python bench-python
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -57,6 +57,12 @@ test-python: python ## pytest of the Python package: against the Rust CLI, and l
 	$(CARGO) build -p verifier-cli
 	TRACEMARK_BIN="$${CARGO_TARGET_DIR:-target}/debug/tracemark" TRACEMARK_REQUIRE_MODEL=1 TRACEMARK_REQUIRE_LLAMA_CPP=1 TRACEMARK_REQUIRE_MYPY=1 \
 	  watermark-py/.venv/bin/python -m pytest -q watermark-py/tests
+
+# Runs after `make test` (in CI too): it needs the Python environment `make python` makes.
+test-live: python ## tracemark audit --suspect-url against llama-cpp-python's server (~2 min on 2 cores)
+	@bash scripts/fetch-model.sh >/dev/null
+	TRACEMARK_PYTHON="$(CURDIR)/watermark-py/.venv/bin/python" TRACEMARK_REQUIRE_LIVE=1 \
+	  $(CARGO) test -p verifier-cli --test live_endpoint
 
 bench-python: python ## Per-step cost of the Python hook against transformers' WatermarkLogitsProcessor
 	watermark-py/.venv/bin/python watermark-py/bench/bench_hook.py

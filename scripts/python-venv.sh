@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes the Python test environment of watermark-py: a virtual environment at
-# ${TRACEMARK_VENV:-watermark-py/.venv} with numpy, pytest, pyarrow, mypy (for stubtest) and
-# llama-cpp-python. Prints its python.
+# ${TRACEMARK_VENV:-watermark-py/.venv} with numpy, pytest, pyarrow, mypy (for stubtest),
+# llama-cpp-python and its OpenAI-compatible server (`llama_cpp.server`: the suspect that
+# tests/live_endpoint.rs audits through scripts/serve-suspect.py). Prints its python.
 #
 # llama-cpp-python ships as source and compiles llama.cpp (about 6 minutes on 2 cores). It is
 # built once into ${TRACEMARK_CACHE:-~/.cache/tracemark}/wheels and reused from there, with
@@ -33,5 +34,11 @@ if ! "$py" -c "import llama_cpp" 2>/dev/null; then
     wheel=$(ls "$cache"/llama_cpp_python-0.3.36-*.whl | head -n 1)
   fi
   "$py" -m pip install "${pip[@]}" "$wheel" >&2
+fi
+# llama-cpp-python's `server` extra, at the versions tests/live_endpoint.rs was run with (the
+# extra itself would resolve llama-cpp-python again, from source).
+if ! "$py" -c "import llama_cpp.server.app" 2>/dev/null; then
+  "$py" -m pip install "${pip[@]}" "fastapi==0.165.0" "uvicorn==0.54.0" "sse-starlette==3.7.0" \
+    "starlette-context==0.3.6" "pydantic-settings==2.16.3" "PyYAML==6.0.4" >&2
 fi
 echo "$py"

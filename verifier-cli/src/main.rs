@@ -7,6 +7,7 @@
 
 mod cli;
 mod commands;
+mod endpoint;
 mod exit;
 mod input;
 mod numbers;

@@ -154,6 +154,67 @@ impl GenerateProgress {
     }
 }
 
+/// A live audit (`audit --suspect-url`): answers in hand, tokens scored and the running
+/// log10 p of the (unsupervised) pooled test.
+#[derive(Debug)]
+pub struct LiveProgress {
+    line: StatusLine,
+    total: u64,
+    cached: u64,
+    asked: u64,
+    scored: u64,
+    log10_p: f64,
+}
+
+impl LiveProgress {
+    /// Progress of `total` answers.
+    pub fn new(total: u64) -> Self {
+        LiveProgress {
+            line: StatusLine::new(true),
+            total,
+            cached: 0,
+            asked: 0,
+            scored: 0,
+            log10_p: 0.0,
+        }
+    }
+
+    /// One more answer came from the cache.
+    pub fn cached(&mut self) {
+        self.cached += 1;
+    }
+
+    /// One more answer came from the endpoint.
+    pub fn asked(&mut self) {
+        self.asked += 1;
+    }
+
+    /// The running audit now stands at `scored` tokens and `log10_p`.
+    pub fn show(&mut self, scored: u64, log10_p: f64) {
+        (self.scored, self.log10_p) = (scored, log10_p);
+        let (total, done, asked) = (self.total, self.cached + self.asked, self.asked);
+        self.line.draw(|line| {
+            format!(
+                "{} answers {done}/{total} · scored {scored} tokens · log10 p {log10_p:.1} · {:.2} answers/s",
+                bar(done, total),
+                line.rate(asked as f64)
+            )
+        });
+    }
+
+    /// The last line, which stays.
+    pub fn finish(&self, started: Instant) {
+        self.line.conclude(&format!(
+            "answers: {} from the cache, {} asked in {:.1} s · scored {} tokens · log10 p {:.1}",
+            self.cached,
+            self.asked,
+            started.elapsed().as_secs_f64(),
+            self.scored,
+            self.log10_p
+        ));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -63,7 +63,7 @@ pub struct AuditArgs {
     #[arg(long, value_name = "FILE")]
     pub profile: PathBuf,
     /// Closed model: the suspect's outputs, JSONL (`-` reads stdin).
-    #[arg(long, value_name = "FILE", required_unless_present = "suspect_model",
+    #[arg(long, value_name = "FILE", required_unless_present_any = ["suspect_model", "suspect_url"],
           conflicts_with_all = ["suspect_model", "texts"])]
     pub suspect: Option<PathBuf>,
     /// Supervised audit: our own outputs (JSONL); only windows occurring in them are scored.
@@ -110,6 +110,9 @@ pub struct AuditArgs {
     /// Confidence of the plan's intervals, in (0, 1).
     #[arg(long, value_name = "C", requires = "plan", default_value_t = DEFAULT_PLAN_CONFIDENCE)]
     pub plan_confidence: f64,
+    /// Live closed model (--suspect-url and its options).
+    #[command(flatten)]
+    pub live: Box<crate::endpoint::LiveArgs>,
 }
 
 /// What the suspect gave us: its outputs, or its predictions while reading our texts.
@@ -182,14 +185,15 @@ pub fn run(args: &AuditArgs, out: &mut impl Write) -> Result<ExitStatus> {
         ..AuditOptions::default()
     };
     let mut encoder = Encoder { session: &session };
-    let mut audit = Audit::new(green.clone(), options)?;
+    let mut audit = Audit::new(green.clone(), options.clone())?;
     if let Some(filter_path) = &args.filter {
         let filter = read_filter(green, filter_path, &mut encoder)?;
         audit = audit.with_filter(filter)?;
     }
 
+    let live_cache = crate::endpoint::collect(&args.live, &session, &options)?;
     let started = Instant::now();
-    let mode = if let Some(suspect) = &args.suspect {
+    let mode = if let Some(suspect) = args.suspect.as_ref().or(live_cache.as_ref()) {
         each_answer(suspect, "auditing", |source, answer| {
             let (prompt, response) = encoder.encode(answer, PromptForm::Plain)?;
             audit
