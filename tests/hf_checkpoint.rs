@@ -65,13 +65,17 @@ fn the_default_model_as_a_checkpoint_reads_and_generates_like_the_gguf() {
         requantize: Some(GgmlDType::F32),
         ..LoadOptions::default()
     };
+    let started = std::time::Instant::now();
     let reference = Llama::load(&path, &exact).expect("the model loads");
+    eprintln!("gguf loaded: {:?}", started.elapsed());
     let dir = TempDir::new(&scratch(), "hf-smollm2");
     hf_export::export(&path, reference.config(), &dir.0);
+    eprintln!("checkpoint written: {:?}", started.elapsed());
 
     let (suspect, tokenizer) = SuspectModel::load(&dir.0, &exact).expect("the checkpoint loads");
     let gguf_tokenizer = GgufTokenizer::from_file(&path).unwrap().text_tokenizer().unwrap();
     assert_eq!(tokenizer.fingerprint(), gguf_tokenizer.fingerprint());
+    eprintln!("checkpoint loaded: {:?}", started.elapsed());
     let SuspectModel::Checkpoint(checkpoint) = &suspect else {
         panic!("a directory loads as a checkpoint")
     };
@@ -80,6 +84,7 @@ fn the_default_model_as_a_checkpoint_reads_and_generates_like_the_gguf() {
     let text = tokenizer.encode(PASSAGE).unwrap();
     assert!(text.len() >= 250, "{} tokens", text.len());
     let ours = top1_predictions(&suspect, &[], &text).unwrap();
+    eprintln!("checkpoint read the text: {:?}", started.elapsed());
     let theirs = top1_predictions(&reference, &[], &text).unwrap();
     let agree = ours.iter().zip(&theirs).filter(|(a, b)| a == b).count();
     let rate = agree as f64 / text.len() as f64;
@@ -87,6 +92,7 @@ fn the_default_model_as_a_checkpoint_reads_and_generates_like_the_gguf() {
     assert!(rate >= MIN_AGREEMENT, "top-1 agreement {rate:.4} < {MIN_AGREEMENT}");
 
     generation_uses_the_caches(checkpoint, &text);
+    eprintln!("generation checked: {:?}", started.elapsed());
 }
 
 /// Prefill and steps through the KV caches give the rows of a full reading pass, rows of a

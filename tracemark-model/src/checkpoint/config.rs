@@ -57,11 +57,17 @@ pub struct CheckpointConfig {
     pub max_positions: usize,
 }
 
+/// The fields of `config.json` that name the family, read first: another family's config
+/// lacks the fields below, and its name is the clearer refusal.
+#[derive(Debug, Deserialize)]
+struct Names {
+    architectures: Option<Vec<String>>,
+    model_type: Option<String>,
+}
+
 /// The fields of `config.json` the loader reads; the rest is ignored.
 #[derive(Debug, Deserialize)]
 struct RawConfig {
-    architectures: Option<Vec<String>>,
-    model_type: Option<String>,
     hidden_size: usize,
     intermediate_size: usize,
     vocab_size: usize,
@@ -84,9 +90,10 @@ struct RawConfig {
 
 /// Parses and checks `config.json`; the error is one line naming what is wrong.
 pub fn parse(bytes: &[u8]) -> Result<CheckpointConfig, String> {
+    let names: Names = serde_json::from_slice(bytes).map_err(|e| format!("config.json: {e}"))?;
+    let family_name = family_name(&names)?;
     let raw: RawConfig =
         serde_json::from_slice(bytes).map_err(|e| format!("config.json: {e}"))?;
-    let family_name = family_name(&raw)?;
     check_numbers(&raw)?;
     let kv_heads = raw.num_key_value_heads.unwrap_or(raw.num_attention_heads);
     if let Some(act) = raw.hidden_act.as_deref().filter(|a| *a != "silu") {
@@ -117,7 +124,7 @@ enum FamilyName {
 }
 
 /// The family from `architectures` (the class transformers instantiates), else `model_type`.
-fn family_name(raw: &RawConfig) -> Result<FamilyName, String> {
+fn family_name(raw: &Names) -> Result<FamilyName, String> {
     if let Some(arch) = raw.architectures.as_ref().and_then(|a| a.first()) {
         return match arch.as_str() {
             "LlamaForCausalLM" => Ok(FamilyName::Llama),
@@ -326,7 +333,7 @@ mod tests {
             ("hidden_size", serde_json::json!(1u64 << 40)),
             ("num_hidden_layers", serde_json::json!(1_000_000_000)),
             ("vocab_size", serde_json::json!(0)),
-            ("max_position_embeddings", serde_json::json!(1 << 20)),
+            ("max_position_embeddings", serde_json::json!(1 << 21)),
             ("num_key_value_heads", serde_json::json!(2)),
             ("rms_norm_eps", serde_json::json!(-1.0)),
             ("hidden_size", serde_json::json!(-5)),
