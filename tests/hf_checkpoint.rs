@@ -260,6 +260,16 @@ fn a_tiny_bf16_qwen2_checkpoint_loads_and_runs() {
     let next = checkpoint.step(&mut session, &[tokens[5]]).unwrap();
     assert_close(&first[0], &rows[4]);
     assert_close(&next[0], &rows[5]);
+    // NaN weights give NaN logits: refused, not read as predictions of token 0.
+    let mut broken = tiny_tensors();
+    let nan = Tensor::full(f32::NAN, TINY_HIDDEN, &Device::Cpu).unwrap();
+    broken.insert("model.norm.weight".into(), nan.to_dtype(DType::BF16).unwrap());
+    let broken_dir = TempDir::new(&scratch(), "hf-tiny-nan");
+    write_tiny(&broken_dir.0, &tiny_config(), &broken);
+    let (nan_model, _) = Checkpoint::load(&broken_dir.0).unwrap();
+    let err = nan_model.forward_all(&tokens).unwrap_err();
+    assert!(one_line(&err).contains("non-finite logits"), "{err}");
+    assert!(nan_model.prefill(&[tokens.clone()]).is_err());
     let long = vec![1; 65];
     assert!(matches!(checkpoint.forward_all(&long), Err(Error::Input(_))));
     assert!(matches!(checkpoint.forward_all(&[16]), Err(Error::Input(_))));

@@ -109,12 +109,12 @@ impl Checkpoint {
                     .enumerate()
                     .map(|(pos, &token)| llama_step(model, &mut cache, &[token], pos))
                     .collect::<Result<Vec<_>>>()?;
-                Ok(Tensor::cat(&rows, 0)?)
+                finite(Tensor::cat(&rows, 0)?)
             }
             Network::Qwen2 { model, lm_head } => {
                 let input = Tensor::new(tokens, &Device::Cpu)?.unsqueeze(0)?;
                 let hidden = model.clone().forward(&input, 0, None)?;
-                Ok(lm_head.forward(&hidden.squeeze(0)?)?.to_dtype(DType::F32)?)
+                finite(lm_head.forward(&hidden.squeeze(0)?)?.to_dtype(DType::F32)?)
             }
         }
     }
@@ -187,11 +187,26 @@ fn llama_step(
     Ok(model.forward(&input, pos, cache)?.to_dtype(DType::F32)?)
 }
 
-/// The last row of a `(1, T, vocab)` or `(T, vocab)` logits tensor, as a vector.
+/// The last row of a `(1, T, vocab)` or `(T, vocab)` logits tensor, as a vector; refused
+/// when not finite.
 fn last_row(logits: &Tensor) -> Result<Vec<f32>> {
     let rows = logits.flatten_to(logits.rank().saturating_sub(2))?;
     let (t, _) = rows.dims2()?;
-    Ok(rows.i(t - 1)?.to_vec1::<f32>()?)
+    Ok(finite(rows.i(t - 1)?)?.to_vec1::<f32>()?)
+}
+
+/// `logits`, unless one is NaN or infinite (broken weights): the same refusal as the GGUF
+/// model's, since a NaN row would silently become a prediction of token 0.
+fn finite(logits: Tensor) -> Result<Tensor> {
+    if logits.sum_all()?.to_scalar::<f32>()?.is_finite() {
+        Ok(logits)
+    } else {
+        Err(Error::Input(
+            "the checkpoint computed non-finite logits (NaN or infinity): its weights or \
+             hyper-parameters are broken"
+                .into(),
+        ))
+    }
 }
 
 /// `config.json`, read with a size bound.
