@@ -7,9 +7,9 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-mod support;
 #[path = "support/hf_export.rs"]
 mod hf_export;
+mod support;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tracemark");
 
@@ -1141,7 +1141,8 @@ fn audit_reads_texts_through_a_hugging_face_checkpoint() {
         "ours.jsonl",
         serde_json::json!({"prompt": "What is rain?", "response": text}).to_string() + "\n",
     );
-    let run = sb.run("audit --profile k/profile.toml --suspect-model ckpt --texts ours.jsonl --json");
+    let run =
+        sb.run("audit --profile k/profile.toml --suspect-model ckpt --texts ours.jsonl --json");
     assert_eq!(run.code, 0, "{run:?}");
     let report: Value = serde_json::from_str(run.stdout.trim()).expect("one JSON object");
     assert_eq!(report["mode"], "reading");
@@ -1154,7 +1155,10 @@ fn audit_reads_texts_through_a_hugging_face_checkpoint() {
         &sb.run("audit --profile other/profile.toml --suspect-model ckpt --texts ours.jsonl"),
         "binds no tokenizer",
     );
-    sb.write("ckpt/config.json", r#"{"architectures": ["GPT2LMHeadModel"]}"#);
+    sb.write(
+        "ckpt/config.json",
+        r#"{"architectures": ["GPT2LMHeadModel"]}"#,
+    );
     assert_error(
         &sb.run("audit --profile k/profile.toml --suspect-model ckpt --texts ours.jsonl"),
         "unsupported architecture 'GPT2LMHeadModel'",

@@ -7,6 +7,9 @@
 //! unless `CI=true` or `TRACEMARK_REQUIRE_MODEL=1`. The checkpoint (540 MB of f32) is written
 //! under the target's scratch directory and removed at the end.
 
+// Helpers outside #[test] functions unwrap too: a failure there is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -73,7 +76,10 @@ fn the_default_model_as_a_checkpoint_reads_and_generates_like_the_gguf() {
     eprintln!("checkpoint written: {:?}", started.elapsed());
 
     let (suspect, tokenizer) = SuspectModel::load(&dir.0, &exact).expect("the checkpoint loads");
-    let gguf_tokenizer = GgufTokenizer::from_file(&path).unwrap().text_tokenizer().unwrap();
+    let gguf_tokenizer = GgufTokenizer::from_file(&path)
+        .unwrap()
+        .text_tokenizer()
+        .unwrap();
     assert_eq!(tokenizer.fingerprint(), gguf_tokenizer.fingerprint());
     eprintln!("checkpoint loaded: {:?}", started.elapsed());
     let SuspectModel::Checkpoint(checkpoint) = &suspect else {
@@ -89,7 +95,10 @@ fn the_default_model_as_a_checkpoint_reads_and_generates_like_the_gguf() {
     let agree = ours.iter().zip(&theirs).filter(|(a, b)| a == b).count();
     let rate = agree as f64 / text.len() as f64;
     eprintln!("top-1 agreement {agree}/{} = {rate:.4}", text.len());
-    assert!(rate >= MIN_AGREEMENT, "top-1 agreement {rate:.4} < {MIN_AGREEMENT}");
+    assert!(
+        rate >= MIN_AGREEMENT,
+        "top-1 agreement {rate:.4} < {MIN_AGREEMENT}"
+    );
 
     generation_uses_the_caches(checkpoint, &text);
     eprintln!("generation checked: {:?}", started.elapsed());
@@ -104,7 +113,11 @@ fn generation_uses_the_caches(checkpoint: &Checkpoint, text: &[u32]) {
     let second = checkpoint.step(&mut session, &next).unwrap();
     checkpoint.retain(&mut session, &[1]).unwrap();
     let third = checkpoint.step(&mut session, &[text[5]]).unwrap();
-    let full = checkpoint.forward_all(&text[..8]).unwrap().to_vec2::<f32>().unwrap();
+    let full = checkpoint
+        .forward_all(&text[..8])
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
     assert_close(&first[0], &full[6]);
     assert_close(&second[0], &full[7]);
     assert_close(&first[1], &full[3]);
@@ -124,17 +137,32 @@ fn generation_uses_the_caches(checkpoint: &Checkpoint, text: &[u32]) {
     };
     let outputs = generate::run(checkpoint, &[], &[job.clone(), job], limits, ()).unwrap();
     assert_eq!(outputs[0].tokens.len(), 6);
-    assert_eq!(outputs[0].tokens, outputs[1].tokens, "greedy rows of one batch agree");
+    assert_eq!(
+        outputs[0].tokens, outputs[1].tokens,
+        "greedy rows of one batch agree"
+    );
     let mut sequence = text[..10].to_vec();
     sequence.extend(&outputs[0].tokens[..5]);
-    let rows = checkpoint.forward_all(&sequence).unwrap().argmax(1).unwrap();
+    let rows = checkpoint
+        .forward_all(&sequence)
+        .unwrap()
+        .argmax(1)
+        .unwrap();
     let greedy = rows.to_vec1::<u32>().unwrap();
-    assert_eq!(&greedy[9..], &outputs[0].tokens[..], "greedy tokens are the argmax");
+    assert_eq!(
+        &greedy[9..],
+        &outputs[0].tokens[..],
+        "greedy tokens are the argmax"
+    );
 }
 
 fn assert_close(a: &[f32], b: &[f32]) {
     assert_eq!(a.len(), b.len());
-    let worst = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    let worst = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
     assert!(worst < 1e-3, "logits differ by {worst}");
 }
 
@@ -170,8 +198,9 @@ fn tiny_config() -> serde_json::Value {
 
 /// A word-level tokenizer over `w0`..`w15`.
 fn tiny_tokenizer() -> serde_json::Value {
-    let vocab: serde_json::Map<String, serde_json::Value> =
-        (0..TINY_VOCAB).map(|i| (format!("w{i}"), i.into())).collect();
+    let vocab: serde_json::Map<String, serde_json::Value> = (0..TINY_VOCAB)
+        .map(|i| (format!("w{i}"), i.into()))
+        .collect();
     serde_json::json!({
         "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
         "normalizer": null, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null,
@@ -184,7 +213,9 @@ fn tiny_tokenizer() -> serde_json::Value {
 fn values(n: usize, seed: &mut u64) -> Vec<f32> {
     (0..n)
         .map(|_| {
-            *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            *seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((*seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.2
         })
         .collect()
@@ -251,10 +282,17 @@ fn a_tiny_bf16_qwen2_checkpoint_loads_and_runs() {
     let rows = logits.to_vec2::<f32>().unwrap();
     assert!(rows.iter().flatten().all(|x| x.is_finite()));
     // Causal: a row does not depend on later tokens.
-    let prefix = checkpoint.forward_all(&tokens[..3]).unwrap().to_vec2::<f32>().unwrap();
+    let prefix = checkpoint
+        .forward_all(&tokens[..3])
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
     assert_close(&prefix[2], &rows[2]);
     // Random weights still give position-dependent rows.
-    assert_ne!(rows[1], rows[3], "the same token at two positions gets the same logits");
+    assert_ne!(
+        rows[1], rows[3],
+        "the same token at two positions gets the same logits"
+    );
     // Cached generation gives the rows of the reading pass.
     let (mut session, first) = checkpoint.prefill(&[tokens[..5].to_vec()]).unwrap();
     let next = checkpoint.step(&mut session, &[tokens[5]]).unwrap();
@@ -263,20 +301,33 @@ fn a_tiny_bf16_qwen2_checkpoint_loads_and_runs() {
     // NaN weights give NaN logits: refused, not read as predictions of token 0.
     let mut broken = tiny_tensors();
     let nan = Tensor::full(f32::NAN, TINY_HIDDEN, &Device::Cpu).unwrap();
-    broken.insert("model.norm.weight".into(), nan.to_dtype(DType::BF16).unwrap());
+    broken.insert(
+        "model.norm.weight".into(),
+        nan.to_dtype(DType::BF16).unwrap(),
+    );
     let broken_dir = TempDir::new(&scratch(), "hf-tiny-nan");
     write_tiny(&broken_dir.0, &tiny_config(), &broken);
     let (nan_model, _) = Checkpoint::load(&broken_dir.0).unwrap();
     let err = nan_model.forward_all(&tokens).unwrap_err();
     assert!(one_line(&err).contains("non-finite logits"), "{err}");
-    assert!(nan_model.prefill(&[tokens.clone()]).is_err());
+    assert!(nan_model.prefill(std::slice::from_ref(&tokens)).is_err());
     let long = vec![1; 65];
-    assert!(matches!(checkpoint.forward_all(&long), Err(Error::Input(_))));
-    assert!(matches!(checkpoint.forward_all(&[16]), Err(Error::Input(_))));
+    assert!(matches!(
+        checkpoint.forward_all(&long),
+        Err(Error::Input(_))
+    ));
+    assert!(matches!(
+        checkpoint.forward_all(&[16]),
+        Err(Error::Input(_))
+    ));
 }
 
 /// Loads a tiny checkpoint changed by `change`, expecting a one-line refusal containing `want`.
-fn refused(what: &str, want: &str, change: impl FnOnce(&Path, &mut serde_json::Value, &mut HashMap<String, Tensor>)) {
+fn refused(
+    what: &str,
+    want: &str,
+    change: impl FnOnce(&Path, &mut serde_json::Value, &mut HashMap<String, Tensor>),
+) {
     let dir = TempDir::new(&scratch(), &format!("hf-refused-{what}"));
     let mut config = tiny_config();
     let mut tensors = tiny_tensors();
@@ -295,32 +346,56 @@ fn refused(what: &str, want: &str, change: impl FnOnce(&Path, &mut serde_json::V
 
 #[test]
 fn broken_and_hostile_checkpoints_are_refused_in_one_line() {
-    refused("arch", "unsupported architecture 'MistralForCausalLM'", |_, c, _| {
-        c["architectures"] = serde_json::json!(["MistralForCausalLM"]);
-    });
-    refused("missing", "missing tensor model.layers.1.mlp.up_proj.weight", |_, _, t| {
-        t.remove("model.layers.1.mlp.up_proj.weight");
-    });
-    refused("shape", "tensor lm_head.weight has shape [16, 16]", |_, _, t| {
-        let wrong = Tensor::zeros((16, 16), DType::F32, &Device::Cpu).unwrap();
-        t.insert("lm_head.weight".into(), wrong);
-    });
+    refused(
+        "arch",
+        "unsupported architecture 'MistralForCausalLM'",
+        |_, c, _| {
+            c["architectures"] = serde_json::json!(["MistralForCausalLM"]);
+        },
+    );
+    refused(
+        "missing",
+        "missing tensor model.layers.1.mlp.up_proj.weight",
+        |_, _, t| {
+            t.remove("model.layers.1.mlp.up_proj.weight");
+        },
+    );
+    refused(
+        "shape",
+        "tensor lm_head.weight has shape [16, 16]",
+        |_, _, t| {
+            let wrong = Tensor::zeros((16, 16), DType::F32, &Device::Cpu).unwrap();
+            t.insert("lm_head.weight".into(), wrong);
+        },
+    );
     refused("dtype", "tensor model.norm.weight is", |_, _, t| {
         let ints = Tensor::zeros(TINY_HIDDEN, DType::U32, &Device::Cpu).unwrap();
         t.insert("model.norm.weight".into(), ints);
     });
-    refused("layers", "num_hidden_layers 4000000000 is outside", |_, c, _| {
-        c["num_hidden_layers"] = serde_json::json!(4_000_000_000u64);
-    });
-    refused("hidden", "hidden_size 1099511627776 is outside", |_, c, _| {
-        c["hidden_size"] = serde_json::json!(1u64 << 40);
-    });
+    refused(
+        "layers",
+        "num_hidden_layers 4000000000 is outside",
+        |_, c, _| {
+            c["num_hidden_layers"] = serde_json::json!(4_000_000_000u64);
+        },
+    );
+    refused(
+        "hidden",
+        "hidden_size 1099511627776 is outside",
+        |_, c, _| {
+            c["hidden_size"] = serde_json::json!(1u64 << 40);
+        },
+    );
     refused("vocab", "vocab_size 1000000000 is outside", |_, c, _| {
         c["vocab_size"] = serde_json::json!(1_000_000_000);
     });
-    refused("positions", "max_position_embeddings 2097152 is outside", |_, c, _| {
-        c["max_position_embeddings"] = serde_json::json!(1 << 21);
-    });
+    refused(
+        "positions",
+        "max_position_embeddings 2097152 is outside",
+        |_, c, _| {
+            c["max_position_embeddings"] = serde_json::json!(1 << 21);
+        },
+    );
     refused("rope", "RoPE tables", |_, c, _| {
         c["hidden_size"] = serde_json::json!(16384);
         c["max_position_embeddings"] = serde_json::json!(1 << 20);
@@ -332,10 +407,15 @@ fn broken_and_hostile_checkpoints_are_refused_in_one_line() {
         std::fs::remove_file(dir.join("model.safetensors")).unwrap();
         t.clear();
     });
-    refused("index", "is not a file name in the checkpoint", |dir, _, _| {
-        let index = serde_json::json!({"weight_map": {"lm_head.weight": "../elsewhere.safetensors"}});
-        std::fs::write(dir.join("model.safetensors.index.json"), index.to_string()).unwrap();
-    });
+    refused(
+        "index",
+        "is not a file name in the checkpoint",
+        |dir, _, _| {
+            let index =
+                serde_json::json!({"weight_map": {"lm_head.weight": "../elsewhere.safetensors"}});
+            std::fs::write(dir.join("model.safetensors.index.json"), index.to_string()).unwrap();
+        },
+    );
     refused("truncated", "checkpoint:", |dir, _, t| {
         let path = dir.join("model.safetensors");
         let bytes = std::fs::read(&path).unwrap();

@@ -31,7 +31,8 @@ impl SequenceLogits for Checkpoint {
 /// never scores it.
 pub fn top1_predictions(
     model: &impl SequenceLogits,
-    prompt: &[u32], text: &[u32],
+    prompt: &[u32],
+    text: &[u32],
 ) -> Result<Vec<u32>> {
     if text.is_empty() {
         return Ok(Vec::new());

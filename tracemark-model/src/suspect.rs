@@ -16,9 +16,9 @@ use crate::tokenizer::GgufTokenizer;
 #[derive(Debug)]
 pub enum SuspectModel {
     /// A GGUF file, run by the crate's own llama.
-    Gguf(Llama),
+    Gguf(Box<Llama>),
     /// A Hugging Face checkpoint directory, run by candle-transformers.
-    Checkpoint(Checkpoint),
+    Checkpoint(Box<Checkpoint>),
 }
 
 impl SuspectModel {
@@ -28,10 +28,13 @@ impl SuspectModel {
     pub fn load(path: &Path, options: &LoadOptions) -> Result<(Self, TextTokenizer)> {
         if path.is_dir() {
             let (checkpoint, tokenizer) = Checkpoint::load(path)?;
-            return Ok((SuspectModel::Checkpoint(checkpoint), tokenizer));
+            return Ok((SuspectModel::Checkpoint(Box::new(checkpoint)), tokenizer));
         }
         let tokenizer = GgufTokenizer::from_file(path)?.text_tokenizer()?;
-        Ok((SuspectModel::Gguf(Llama::load(path, options)?), tokenizer))
+        Ok((
+            SuspectModel::Gguf(Box::new(Llama::load(path, options)?)),
+            tokenizer,
+        ))
     }
 }
 

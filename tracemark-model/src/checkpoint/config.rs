@@ -92,14 +92,15 @@ struct RawConfig {
 pub fn parse(bytes: &[u8]) -> Result<CheckpointConfig, String> {
     let names: Names = serde_json::from_slice(bytes).map_err(|e| format!("config.json: {e}"))?;
     let family_name = family_name(&names)?;
-    let raw: RawConfig =
-        serde_json::from_slice(bytes).map_err(|e| format!("config.json: {e}"))?;
+    let raw: RawConfig = serde_json::from_slice(bytes).map_err(|e| format!("config.json: {e}"))?;
     check_numbers(&raw)?;
     let kv_heads = raw.num_key_value_heads.unwrap_or(raw.num_attention_heads);
     if let Some(act) = raw.hidden_act.as_deref().filter(|a| *a != "silu") {
         return Err(format!("hidden_act '{act}' is not supported (only silu)"));
     }
-    let tied_embeddings = raw.tie_word_embeddings.unwrap_or(family_name == FamilyName::Qwen2);
+    let tied_embeddings = raw
+        .tie_word_embeddings
+        .unwrap_or(family_name == FamilyName::Qwen2);
     let family = match family_name {
         FamilyName::Llama => Family::Llama(llama_config(&raw, kv_heads, tied_embeddings)?),
         FamilyName::Qwen2 => Family::Qwen2(qwen2_config(&raw, kv_heads, tied_embeddings)),
@@ -154,7 +155,11 @@ fn check_numbers(raw: &RawConfig) -> Result<(), String> {
         ("vocab_size", raw.vocab_size, MAX_VOCAB),
         ("num_hidden_layers", raw.num_hidden_layers, MAX_LAYERS),
         ("num_attention_heads", raw.num_attention_heads, MAX_HEADS),
-        ("max_position_embeddings", raw.max_position_embeddings, MAX_POSITIONS),
+        (
+            "max_position_embeddings",
+            raw.max_position_embeddings,
+            MAX_POSITIONS,
+        ),
     ];
     for (name, value, max) in bounded {
         if value == 0 || value > max {
@@ -206,7 +211,11 @@ fn llama_config(raw: &RawConfig, kv_heads: usize, tied: bool) -> Result<llama::C
         Some(value) => {
             let scaling: llama::Llama3RopeConfig = serde_json::from_value(value.clone())
                 .map_err(|e| format!("rope_scaling is not supported (only llama3): {e}"))?;
-            let factors = [scaling.factor, scaling.low_freq_factor, scaling.high_freq_factor];
+            let factors = [
+                scaling.factor,
+                scaling.low_freq_factor,
+                scaling.high_freq_factor,
+            ];
             if factors.iter().any(|f| !(f.is_finite() && *f > 0.0))
                 || scaling.high_freq_factor <= scaling.low_freq_factor
             {
@@ -270,7 +279,10 @@ impl CheckpointConfig {
         let kv = self.kv_heads * head_dim;
         let biases = matches!(self.family, Family::Qwen2(_));
         let mut tensors = vec![
-            ("model.embed_tokens.weight".to_string(), vec![self.vocab_size, h]),
+            (
+                "model.embed_tokens.weight".to_string(),
+                vec![self.vocab_size, h],
+            ),
             ("model.norm.weight".to_string(), vec![h]),
         ];
         if !self.tied_embeddings {
@@ -342,7 +354,10 @@ mod tests {
             config[key] = value.clone();
             let err = parse_value(&config).unwrap_err();
             assert!(!err.contains('\n'), "{err}");
-            assert!(err.contains(key) || err.contains("config.json"), "{key}={value}: {err}");
+            assert!(
+                err.contains(key) || err.contains("config.json"),
+                "{key}={value}: {err}"
+            );
         }
     }
 
@@ -351,9 +366,15 @@ mod tests {
         let mut config = smollm_like();
         config["architectures"] = serde_json::json!(["GPT2LMHeadModel"]);
         let err = parse_value(&config).unwrap_err();
-        assert!(err.contains("unsupported architecture 'GPT2LMHeadModel'"), "{err}");
+        assert!(
+            err.contains("unsupported architecture 'GPT2LMHeadModel'"),
+            "{err}"
+        );
         config.as_object_mut().unwrap().remove("architectures");
         config["model_type"] = serde_json::json!("qwen2");
-        assert!(matches!(parse_value(&config).unwrap().family, Family::Qwen2(_)));
+        assert!(matches!(
+            parse_value(&config).unwrap().family,
+            Family::Qwen2(_)
+        ));
     }
 }

@@ -41,7 +41,10 @@ enum Network {
     },
     /// The Qwen2 base model (its KV cache lives inside; cloned per sequence, the weights are
     /// shared) and the output projection.
-    Qwen2 { model: qwen2::Model, lm_head: Linear },
+    Qwen2 {
+        model: qwen2::Model,
+        lm_head: Linear,
+    },
 }
 
 /// A checkpoint loaded for reading and generation.
@@ -147,7 +150,10 @@ impl Checkpoint {
 impl Network {
     /// Builds the family's candle model. Every tensor was checked beforehand, so
     /// candle-transformers' llama loader (which panics on a missing tensor) cannot fail here.
-    fn load(config: &CheckpointConfig, vb: candle_nn::VarBuilder<'static>) -> candle_core::Result<Self> {
+    fn load(
+        config: &CheckpointConfig,
+        vb: candle_nn::VarBuilder<'static>,
+    ) -> candle_core::Result<Self> {
         match &config.family {
             Family::Llama(cfg) => Ok(Network::Llama {
                 model: llama::Llama::load(vb, cfg)?,
@@ -217,7 +223,10 @@ fn read_config(dir: &Path) -> Result<Vec<u8>> {
     if meta.len() > MAX_CONFIG_BYTES {
         return Err(Error::checkpoint(
             dir,
-            format!("{CONFIG_FILE} is {} bytes (at most {MAX_CONFIG_BYTES})", meta.len()),
+            format!(
+                "{CONFIG_FILE} is {} bytes (at most {MAX_CONFIG_BYTES})",
+                meta.len()
+            ),
         ));
     }
     std::fs::read(&path).map_err(|e| Error::io(path, e))

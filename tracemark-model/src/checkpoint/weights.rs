@@ -55,22 +55,28 @@ pub fn files(dir: &Path) -> Result<Vec<PathBuf>, String> {
         return Err("no *.safetensors weights".into());
     }
     if names.len() > MAX_FILES {
-        return Err(format!("{} safetensors files (at most {MAX_FILES})", names.len()));
+        return Err(format!(
+            "{} safetensors files (at most {MAX_FILES})",
+            names.len()
+        ));
     }
     Ok(names.into_iter().map(|n| dir.join(n)).collect())
 }
 
 /// Maps the files and checks that each of `expected` (name, shape) is there in f32, bf16 or
 /// f16 with that shape; returns a builder that reads them as f32 on the CPU.
-pub fn open(files: &[PathBuf], expected: &[(String, Vec<usize>)]) -> Result<VarBuilder<'static>, String> {
+pub fn open(
+    files: &[PathBuf],
+    expected: &[(String, Vec<usize>)],
+) -> Result<VarBuilder<'static>, String> {
     // SAFETY: the mapping is read-only and the tensors are copied out of it (converted to f32)
     // while loading, before `load` returns; safetensors checks that every tensor's offsets lie
     // inside the file. What mmap cannot rule out is another process truncating or rewriting a
     // file while it is mapped (undefined behaviour in principle, SIGBUS in practice): the
     // checkpoint is a directory the operator chose to audit, not one written concurrently.
     // Reading multi-gigabyte weights into memory instead would double the peak memory.
-    let tensors = unsafe { MmapedSafetensors::multi(files) }
-        .map_err(|e| crate::error::candle_message(&e))?;
+    let tensors =
+        unsafe { MmapedSafetensors::multi(files) }.map_err(|e| crate::error::candle_message(&e))?;
     for (name, shape) in expected {
         let view = tensors
             .get(name)
