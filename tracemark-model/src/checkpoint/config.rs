@@ -192,8 +192,8 @@ fn check_numbers(raw: &RawConfig) -> Result<(), String> {
             raw.max_position_embeddings
         ));
     }
-    if !(raw.rms_norm_eps.is_finite() && raw.rms_norm_eps > 0.0) {
-        return Err(format!("rms_norm_eps {} is not positive", raw.rms_norm_eps));
+    if !(raw.rms_norm_eps > 0.0 && raw.rms_norm_eps < 1.0) {
+        return Err(format!("rms_norm_eps {} is outside (0, 1)", raw.rms_norm_eps));
     }
     if let Some(theta) = raw.rope_theta.filter(|t| !(t.is_finite() && *t > 1.0)) {
         return Err(format!("rope_theta {theta} is not a finite number above 1"));
