@@ -98,9 +98,8 @@ pub fn parse(bytes: &[u8]) -> Result<CheckpointConfig, String> {
     if let Some(act) = raw.hidden_act.as_deref().filter(|a| *a != "silu") {
         return Err(format!("hidden_act '{act}' is not supported (only silu)"));
     }
-    let tied_embeddings = raw
-        .tie_word_embeddings
-        .unwrap_or(family_name == FamilyName::Qwen2);
+    // transformers' default for both families: an output projection of its own.
+    let tied_embeddings = raw.tie_word_embeddings.unwrap_or(false);
     let family = match family_name {
         FamilyName::Llama => Family::Llama(llama_config(&raw, kv_heads, tied_embeddings)?),
         FamilyName::Qwen2 => Family::Qwen2(qwen2_config(&raw, kv_heads, tied_embeddings)),
@@ -193,7 +192,10 @@ fn check_numbers(raw: &RawConfig) -> Result<(), String> {
         ));
     }
     if !(raw.rms_norm_eps > 0.0 && raw.rms_norm_eps < 1.0) {
-        return Err(format!("rms_norm_eps {} is outside (0, 1)", raw.rms_norm_eps));
+        return Err(format!(
+            "rms_norm_eps {} is outside (0, 1)",
+            raw.rms_norm_eps
+        ));
     }
     if let Some(theta) = raw.rope_theta.filter(|t| !(t.is_finite() && *t > 1.0)) {
         return Err(format!("rope_theta {theta} is not a finite number above 1"));
