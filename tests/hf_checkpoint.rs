@@ -333,7 +333,9 @@ fn refused(
     let mut tensors = tiny_tensors();
     write_tiny(&dir.0, &config, &tensors);
     change(&dir.0, &mut config, &mut tensors);
-    std::fs::write(dir.0.join("config.json"), config.to_string()).unwrap();
+    if dir.0.join("config.json").is_file() {
+        std::fs::write(dir.0.join("config.json"), config.to_string()).unwrap();
+    }
     if !tensors.is_empty() {
         candle_core::safetensors::save(&tensors, dir.0.join("model.safetensors")).unwrap();
     }
@@ -422,6 +424,20 @@ fn broken_and_hostile_checkpoints_are_refused_in_one_line() {
         std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
         t.clear();
     });
+    refused("device", "is not a regular file", |dir, _, t| {
+        let path = dir.join("model.safetensors");
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &path).unwrap();
+        t.clear();
+    });
+    refused(
+        "not-a-file",
+        "config.json is not a regular file",
+        |dir, _, _| {
+            std::fs::remove_file(dir.join("config.json")).unwrap();
+            std::fs::create_dir(dir.join("config.json")).unwrap();
+        },
+    );
     let missing = scratch().join("no-such-checkpoint");
     let err = Checkpoint::load(&missing).unwrap_err();
     assert!(one_line(&err).contains("not a checkpoint directory"));

@@ -220,6 +220,12 @@ fn read_config(dir: &Path) -> Result<Vec<u8>> {
     let path = dir.join(CONFIG_FILE);
     let meta = std::fs::metadata(&path)
         .map_err(|_| Error::checkpoint(dir, format!("no {CONFIG_FILE}")))?;
+    if !meta.is_file() {
+        return Err(Error::checkpoint(
+            dir,
+            format!("{CONFIG_FILE} is not a regular file"),
+        ));
+    }
     if meta.len() > MAX_CONFIG_BYTES {
         return Err(Error::checkpoint(
             dir,

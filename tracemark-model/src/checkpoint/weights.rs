@@ -60,7 +60,12 @@ pub fn files(dir: &Path) -> Result<Vec<PathBuf>, String> {
             names.len()
         ));
     }
-    Ok(names.into_iter().map(|n| dir.join(n)).collect())
+    // A device or FIFO is refused rather than mapped or waited on.
+    if let Some(odd) = names.iter().find(|n| !dir.join(n).is_file()) {
+        return Err(format!("{} is not a regular file", odd.escape_debug()));
+    }
+    let files = names.into_iter().map(|n| dir.join(n)).collect();
+    Ok(files)
 }
 
 /// Maps the files and checks that each of `expected` (name, shape) is there in f32, bf16 or
