@@ -81,7 +81,8 @@ impl Checkpoint {
         }
         let files = weights::files(dir).map_err(fail)?;
         let vb = weights::open(&files, &config.expected_tensors()).map_err(fail)?;
-        let network = Network::load(&config, vb).map_err(|e| fail(e.to_string()))?;
+        let network =
+            Network::load(&config, vb).map_err(|e| fail(crate::error::candle_message(&e)))?;
         let checkpoint = Self {
             dir: dir.to_path_buf(),
             config,
