@@ -7,6 +7,8 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
+#[path = "support/hf_export.rs"]
+mod hf_export;
 mod support;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tracemark");
@@ -1109,6 +1111,57 @@ fn audit_reads_texts_through_a_suspect_model() {
             "audit --profile other/profile.toml --suspect-model {model} --texts ours.jsonl"
         )),
         "binds no tokenizer",
+    );
+    sb.finish();
+}
+
+/// Reading mode on a Hugging Face checkpoint directory: the default model written as a llama
+/// checkpoint (safetensors) and read by candle-transformers is not flagged, and a checkpoint whose
+/// tokenizer is not the profile's is refused in one line.
+#[test]
+fn audit_reads_texts_through_a_hugging_face_checkpoint() {
+    let Some(model) = support::model_path() else {
+        return;
+    };
+    let exact = tracemark_model::llama::LoadOptions {
+        requantize: Some(candle_core::quantized::GgmlDType::F32),
+        ..Default::default()
+    };
+    let config = tracemark_model::llama::Llama::load(&model, &exact)
+        .expect("the model loads")
+        .config()
+        .clone();
+    let mut sb = Sandbox::new("audit-checkpoint");
+    std::fs::create_dir_all(sb.path("ckpt")).expect("create the checkpoint directory");
+    hf_export::export(&model, &config, &sb.path("ckpt"));
+    sb.keygen("k", "");
+    let text = "Rain is water that falls from clouds. Tiny droplets join together until they are \
+                too heavy to float, and then they fall to the ground.";
+    sb.write(
+        "ours.jsonl",
+        serde_json::json!({"prompt": "What is rain?", "response": text}).to_string() + "\n",
+    );
+    let run =
+        sb.run("audit --profile k/profile.toml --suspect-model ckpt --texts ours.jsonl --json");
+    assert_eq!(run.code, 0, "{run:?}");
+    let report: Value = serde_json::from_str(run.stdout.trim()).expect("one JSON object");
+    assert_eq!(report["mode"], "reading");
+    assert_eq!(report["documents"], 1);
+    assert_eq!(report["watermarked"], false, "{report}");
+    assert!(report["scored"].as_u64().expect("a count") > 0, "{report}");
+
+    sb.keygen("other", "--vocab-size 49152");
+    assert_error(
+        &sb.run("audit --profile other/profile.toml --suspect-model ckpt --texts ours.jsonl"),
+        "binds no tokenizer",
+    );
+    sb.write(
+        "ckpt/config.json",
+        r#"{"architectures": ["GPT2LMHeadModel"]}"#,
+    );
+    assert_error(
+        &sb.run("audit --profile k/profile.toml --suspect-model ckpt --texts ours.jsonl"),
+        "unsupported architecture 'GPT2LMHeadModel'",
     );
     sb.finish();
 }

@@ -21,6 +21,15 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A Hugging Face checkpoint directory could not be loaded: an unsupported architecture or
+    /// configuration, a missing or misshapen tensor, no tokenizer.
+    #[error("{path}: checkpoint: {reason}")]
+    Checkpoint {
+        /// The checkpoint directory.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A tokenizer could not be built or run.
     #[error("tokenizer: {0}")]
     Tokenizer(String),
@@ -61,6 +70,14 @@ impl Error {
     /// An [`Error::Gguf`] for `path` from candle's error.
     pub fn gguf_candle(path: impl Into<PathBuf>, e: &candle_core::Error) -> Self {
         Error::gguf(path, candle_message(e))
+    }
+
+    /// An [`Error::Checkpoint`] for the directory `path`.
+    pub fn checkpoint(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Error::Checkpoint {
+            path: path.into(),
+            reason: reason.into(),
+        }
     }
 
     /// An [`Error::Gguf`] for `path`.

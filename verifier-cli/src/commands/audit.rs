@@ -69,8 +69,9 @@ pub struct AuditArgs {
     /// Supervised audit: our own outputs (JSONL); only windows occurring in them are scored.
     #[arg(long, value_name = "FILE")]
     pub filter: Option<PathBuf>,
-    /// Open model: the suspect's GGUF weights, read in reading mode over --texts.
-    #[arg(long, value_name = "FILE", requires = "texts")]
+    /// Open model: the suspect's GGUF file or Hugging Face checkpoint directory (llama or
+    /// Qwen2: config.json, *.safetensors, tokenizer.json), read in reading mode over --texts.
+    #[arg(long, value_name = "PATH", requires = "texts")]
     pub suspect_model: Option<PathBuf>,
     /// Open model: our watermarked texts (JSONL) for the suspect to read.
     #[arg(long, value_name = "FILE", requires = "suspect_model")]
@@ -270,21 +271,22 @@ fn read_filter(green: &GreenList, path: &Path, encoder: &mut Encoder) -> Result<
     Ok(filter)
 }
 
-/// The suspect model for reading mode; its vocabulary must be the profile's tokenizer's.
+/// The suspect model for reading mode (a GGUF file or a Hugging Face checkpoint directory);
+/// its tokenizer must be the profile's.
 fn load_suspect(
     path: &Path,
     profile: &Profile,
     threads: Option<usize>,
-) -> Result<tracemark_model::llama::Llama> {
+) -> Result<tracemark_model::SuspectModel> {
     if let Some(n) = threads {
         tracemark_model::llama::set_threads(n)?;
     }
-    let tokenizer = tracemark_model::GgufTokenizer::from_file(path)?.text_tokenizer()?;
+    let options = tracemark_model::llama::LoadOptions::default();
+    let (model, tokenizer) = tracemark_model::SuspectModel::load(path, &options)?;
     profile
         .check_tokenizer(tokenizer.fingerprint())
         .with_context(|| format!("{}: the suspect's tokenizer", path.display()))?;
-    let options = tracemark_model::llama::LoadOptions::default();
-    Ok(tracemark_model::llama::Llama::load(path, &options)?)
+    Ok(model)
 }
 
 /// Calls `f` with each answer of the JSONL input at `path` (`-` is stdin) and its
