@@ -5,5 +5,6 @@
 pub mod corpus;
 pub mod eval;
 pub mod keys;
+pub mod neural;
 pub mod ngram;
 pub mod radioactivity;

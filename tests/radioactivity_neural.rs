@@ -1,0 +1,1 @@
+//! Neural students on the synthetic teacher (filled in below).
