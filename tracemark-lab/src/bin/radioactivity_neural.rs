@@ -56,17 +56,17 @@ struct Args {
     #[arg(long, default_value_t = 20)]
     null_keys: usize,
     /// Watermarked teacher answers per null key.
-    #[arg(long, default_value_t = 6)]
+    #[arg(long, default_value_t = 4)]
     null_texts: usize,
     /// Blocks fine-tuned, counted from the top (all their weights, and the final norm); the
     /// embedding and the blocks below are frozen.
     #[arg(long, default_value_t = 4)]
     top_blocks: usize,
     /// Passes over the training answers.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 3)]
     epochs: usize,
     /// AdamW learning rate.
-    #[arg(long, default_value_t = 2e-4)]
+    #[arg(long, default_value_t = 3e-4)]
     learning_rate: f64,
     /// Answers per optimizer step.
     #[arg(long, default_value_t = 4)]
@@ -163,7 +163,12 @@ fn main() -> Result<()> {
             .enumerate()
             .map(|(i, &m)| if m { &data.wm[i] } else { &data.plain[i] })
             .collect();
-        let served: Vec<&Sample> = data.wm.iter().zip(&share).filter_map(|(s, &m)| m.then_some(s)).collect();
+        let served: Vec<&Sample> = data
+            .wm
+            .iter()
+            .zip(&share)
+            .filter_map(|(s, &m)| m.then_some(s))
+            .collect();
         let examples: Vec<Example> = training
             .iter()
             .map(|s| Example::new(&s.prompt_ids, &s.response_ids, lab.stop))
@@ -222,7 +227,8 @@ impl TeacherData {
     fn collect(teacher: &Teacher, texts: &[String], args: &Args) -> Result<Self> {
         let started = Instant::now();
         let null_total = args.null_keys * args.null_texts;
-        let mut all = prompts_from_texts(texts, args.train + args.held_out + null_total, args.seed)?;
+        let mut all =
+            prompts_from_texts(texts, args.train + args.held_out + null_total, args.seed)?;
         let null = all.split_off(args.train + args.held_out);
         let held_out = all.split_off(args.train);
         let scheme = Scheme {
@@ -401,9 +407,18 @@ impl Lab<'_> {
         let all_wm: Vec<&Sample> = data.wm.iter().collect();
         let t = Instant::now();
         let out = student_outputs(
-            path, key, &data.held_out, &all_wm, &generate, self.load, &a.cache,
+            path,
+            key,
+            &data.held_out,
+            &all_wm,
+            &generate,
+            self.load,
+            &a.cache,
         )?;
-        eprintln!("{name}: answers and predictions in {:.0} s", t.elapsed().as_secs_f64());
+        eprintln!(
+            "{name}: answers and predictions in {:.0} s",
+            t.elapsed().as_secs_f64()
+        );
         let g = &data.green;
         let options = AuditOptions::default();
         // With nothing served (ρ = 0) "supervised" uses all of our watermarked answers, none
@@ -528,8 +543,18 @@ fn print_table(rows: &[Row], args: &Args) {
     );
     println!(
         "{:<22} {:>5} {:>7} | {:>8} {:>7} | {:>8} {:>7} | {:>8} {:>7} | {:>8} {:>7} | {:>6}",
-        "", "answ.", "tokens", "log10 p", "scored", "log10 p", "scored", "log10 p", "scored",
-        "log10 p", "scored", "min"
+        "",
+        "answ.",
+        "tokens",
+        "log10 p",
+        "scored",
+        "log10 p",
+        "scored",
+        "log10 p",
+        "scored",
+        "log10 p",
+        "scored",
+        "min"
     );
     for r in rows {
         println!(

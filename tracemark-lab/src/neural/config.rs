@@ -62,13 +62,21 @@ impl NeuralConfig {
             path: path.to_string(),
             message,
         };
-        let meta = |key: &str| ct.metadata.get(key).ok_or_else(|| bad(format!("no `{key}`")));
+        let meta = |key: &str| {
+            ct.metadata
+                .get(key)
+                .ok_or_else(|| bad(format!("no `{key}`")))
+        };
         let count = |key: &str| -> Result<usize> {
-            let v = meta(key)?.to_u32().map_err(|e| bad(format!("`{key}`: {e}")))?;
+            let v = meta(key)?
+                .to_u32()
+                .map_err(|e| bad(format!("`{key}`: {e}")))?;
             Ok(v as usize)
         };
         let float = |key: &str| -> Result<f32> {
-            meta(key)?.to_f32().map_err(|e| bad(format!("`{key}`: {e}")))
+            meta(key)?
+                .to_f32()
+                .map_err(|e| bad(format!("`{key}`: {e}")))
         };
         let dims = |name: &str| -> Result<Vec<usize>> {
             match ct.tensor_infos.get(name) {
@@ -102,18 +110,36 @@ impl NeuralConfig {
         use gguf_file::Value;
         vec![
             ("general.architecture".into(), Value::String("llama".into())),
-            ("llama.embedding_length".into(), Value::U32(self.hidden as u32)),
+            (
+                "llama.embedding_length".into(),
+                Value::U32(self.hidden as u32),
+            ),
             ("llama.block_count".into(), Value::U32(self.layers as u32)),
-            ("llama.attention.head_count".into(), Value::U32(self.heads as u32)),
-            ("llama.attention.head_count_kv".into(), Value::U32(self.kv_heads as u32)),
-            ("llama.feed_forward_length".into(), Value::U32(self.ffn as u32)),
+            (
+                "llama.attention.head_count".into(),
+                Value::U32(self.heads as u32),
+            ),
+            (
+                "llama.attention.head_count_kv".into(),
+                Value::U32(self.kv_heads as u32),
+            ),
+            (
+                "llama.feed_forward_length".into(),
+                Value::U32(self.ffn as u32),
+            ),
             ("llama.rope.freq_base".into(), Value::F32(self.rope_theta)),
-            ("llama.rope.dimension_count".into(), Value::U32(self.head_dim() as u32)),
+            (
+                "llama.rope.dimension_count".into(),
+                Value::U32(self.head_dim() as u32),
+            ),
             (
                 "llama.attention.layer_norm_rms_epsilon".into(),
                 Value::F32(self.rms_eps as f32),
             ),
-            ("llama.context_length".into(), Value::U32(self.context_length as u32)),
+            (
+                "llama.context_length".into(),
+                Value::U32(self.context_length as u32),
+            ),
         ]
     }
 }

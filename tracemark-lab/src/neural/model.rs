@@ -154,9 +154,7 @@ impl NeuralLlama {
             let train = i >= frozen;
             let mut lin = |w: Tensor, vars: &mut Vec<Var>| -> Result<Linear> {
                 let adapter = match tuning {
-                    Tuning::Lora { rank, alpha } => {
-                        Some(adapter(&w, rank, alpha, &mut rng, vars)?)
-                    }
+                    Tuning::Lora { rank, alpha } => Some(adapter(&w, rank, alpha, &mut rng, vars)?),
                     _ => None,
                 };
                 Ok(Linear {
@@ -265,10 +263,10 @@ impl NeuralLlama {
                 self.config.vocab_size
             )));
         }
-        let x = self
-            .embed
-            .index_select(&ids.flatten_all()?, 0)?
-            .reshape((b, t, self.config.hidden))?;
+        let x =
+            self.embed
+                .index_select(&ids.flatten_all()?, 0)?
+                .reshape((b, t, self.config.hidden))?;
         self.run_blocks(x, 0..self.frozen_blocks)
     }
 
