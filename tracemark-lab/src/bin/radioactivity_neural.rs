@@ -369,7 +369,7 @@ impl Lab<'_> {
         write_gguf(&model, Some(self.model_path), &path, SavedDType::Q8_0)?;
         println!(
             "{name}: {} examples x {} epochs, {} steps, {} target tokens ({} through the model), \
-             loss {:.3} -> {:.3}, {:.1} min ({:.0} target tokens/s; frozen-prefix states {:.1} min of it); {} trainable parameters",
+             loss {:.3} -> {:.3}, {:.1} min ({:.0} target tokens/s; frozen-prefix states of all students so far: {:.1} min); {} trainable parameters",
             examples.len(),
             a.epochs,
             report.steps,

@@ -138,3 +138,53 @@ pub fn write_gguf(
     drop(w);
     std::fs::rename(&tmp, out).map_err(io(out))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_saved_model_reads_back_with_the_same_logits() {
+        let config = NeuralConfig {
+            vocab_size: 64,
+            hidden: 64,
+            layers: 2,
+            heads: 4,
+            kv_heads: 2,
+            ffn: 96,
+            rope_theta: 10_000.0,
+            // Exact in f32, as the file stores it.
+            rms_eps: 1.0 / 131_072.0,
+            context_length: 32,
+        };
+        let m = NeuralLlama::random(config.clone(), 2).unwrap();
+        let dir = std::env::temp_dir().join(format!("tracemark-neural-io-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("m.gguf");
+        write_gguf(&m, None, &path, SavedDType::F32).unwrap();
+        let back = load_pretrained(&path, Tuning::TopBlocks { blocks: 1 }, 1).unwrap();
+        assert_eq!(back.config(), &config);
+        let tokens = [1, 5, 9, 13, 60];
+        let diff = (m.forward_all(&tokens).unwrap() - back.forward_all(&tokens).unwrap())
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(diff < 1e-6, "{diff}");
+        // The inference llama reads it too.
+        let llama = tracemark_model::llama::Llama::load(
+            &path,
+            &tracemark_model::llama::LoadOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(llama.config().vocab_size, 64);
+        std::fs::remove_dir_all(&dir).ok();
+        assert!(matches!(
+            load_pretrained(&dir.join("missing.gguf"), Tuning::Full, 1),
+            Err(NeuralError::Io { .. })
+        ));
+    }
+}

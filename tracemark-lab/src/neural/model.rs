@@ -449,3 +449,121 @@ fn causal_mask(t: usize) -> Result<Tensor> {
         .collect();
     Ok(Tensor::from_vec(mask, (t, t), &Device::Cpu)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn tiny() -> NeuralConfig {
+        NeuralConfig {
+            vocab_size: 50,
+            hidden: 32,
+            layers: 2,
+            heads: 4,
+            kv_heads: 2,
+            ffn: 64,
+            rope_theta: 10_000.0,
+            rms_eps: 1e-5,
+            context_length: 32,
+        }
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
+    #[test]
+    fn padding_after_a_sequence_changes_nothing_before_it() {
+        let m = NeuralLlama::random(tiny(), 3).unwrap();
+        let alone = m.forward_all(&[1, 2, 3, 4]).unwrap();
+        let ids = Tensor::new(&[[1u32, 2, 3, 4, 0, 0], [5, 6, 7, 8, 9, 10]], &Device::Cpu).unwrap();
+        let batch = m
+            .logits(&m.hidden_states(&ids).unwrap().get(0).unwrap())
+            .unwrap();
+        assert_eq!(alone.dims(), &[4, 50]);
+        assert!(max_diff(&alone, &batch.narrow(0, 0, 4).unwrap()) < 1e-5);
+        // Causal: the first rows do not see what follows.
+        let longer = m.forward_all(&[1, 2, 3, 4, 9]).unwrap();
+        assert!(max_diff(&alone, &longer.narrow(0, 0, 4).unwrap()) < 1e-5);
+    }
+
+    #[test]
+    fn refuses_tokens_outside_the_vocabulary_and_overlong_sequences() {
+        let m = NeuralLlama::random(tiny(), 3).unwrap();
+        assert!(matches!(
+            m.forward_all(&[1, 50]),
+            Err(NeuralError::Input(_))
+        ));
+        assert!(matches!(
+            m.forward_all(&[1; 33]),
+            Err(NeuralError::Input(_))
+        ));
+        assert!(matches!(m.forward_all(&[]), Err(NeuralError::Input(_))));
+        let bad = NeuralConfig { heads: 3, ..tiny() };
+        assert!(NeuralLlama::random(bad, 1).is_err());
+    }
+
+    #[test]
+    fn trainable_sets_follow_the_tuning() {
+        let raw = |seed| {
+            let m = NeuralLlama::random(tiny(), seed).unwrap();
+            let blocks = m
+                .blocks
+                .iter()
+                .map(|b| {
+                    [
+                        b.attn_norm.clone(),
+                        b.q.weight.clone(),
+                        b.k.weight.clone(),
+                        b.v.weight.clone(),
+                        b.o.weight.clone(),
+                        b.ffn_norm.clone(),
+                        b.gate.weight.clone(),
+                        b.up.weight.clone(),
+                        b.down.weight.clone(),
+                    ]
+                })
+                .collect();
+            RawWeights {
+                embed: m.embed.clone(),
+                blocks,
+                norm: m.norm.clone(),
+            }
+        };
+        let full = NeuralLlama::random(tiny(), 1).unwrap();
+        assert_eq!(
+            full.trainable_parameters(),
+            50 * 32 + 32 + 2 * (2 * 32 + 32 * 32 * 2 + 16 * 32 * 2 + 3 * 64 * 32)
+        );
+        let top =
+            NeuralLlama::from_raw(tiny(), raw(1), Tuning::TopBlocks { blocks: 1 }, 1).unwrap();
+        assert_eq!(
+            top.trainable_parameters(),
+            32 + (2 * 32 + 32 * 32 * 2 + 16 * 32 * 2 + 3 * 64 * 32)
+        );
+        assert!(top.has_fixed_prefix() && !full.has_fixed_prefix());
+        // LoRA starts as the base model: B is zero.
+        let lora = NeuralLlama::from_raw(
+            tiny(),
+            raw(1),
+            Tuning::Lora {
+                rank: 4,
+                alpha: 8.0,
+            },
+            1,
+        )
+        .unwrap();
+        assert_eq!(lora.vars().len(), 2 * 7 * 2);
+        let tokens = [3, 1, 4, 1, 5, 9, 2, 6];
+        let base = full.forward_all(&tokens).unwrap();
+        assert!(max_diff(&base, &lora.forward_all(&tokens).unwrap()) < 1e-6);
+        assert!(max_diff(&base, &top.forward_all(&tokens).unwrap()) < 1e-6);
+    }
+}

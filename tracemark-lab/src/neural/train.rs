@@ -228,3 +228,70 @@ pub(super) fn batch_loss(
     let loss = candle_nn::loss::cross_entropy(&logits, &Tensor::new(targets.as_slice(), &dev)?)?;
     Ok((loss, batch.len() * t))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::neural::NeuralConfig;
+
+    fn tiny() -> NeuralConfig {
+        NeuralConfig {
+            vocab_size: 20,
+            hidden: 32,
+            layers: 1,
+            heads: 2,
+            kv_heads: 1,
+            ffn: 32,
+            rope_theta: 10_000.0,
+            rms_eps: 1e-5,
+            context_length: 32,
+        }
+    }
+
+    #[test]
+    fn examples_target_the_answer_and_its_stop_token() {
+        let e = Example::new(&[1, 2, 3], &[4, 5], Some(9));
+        assert_eq!(e.tokens, vec![1, 2, 3, 4, 5, 9]);
+        assert_eq!((e.answer_start, e.targets()), (3, 3));
+        assert_eq!(Example::new(&[], &[4, 5], None).answer_start, 1);
+    }
+
+    #[test]
+    fn training_memorises_a_sequence_and_refuses_bad_input() {
+        let m = NeuralLlama::random(tiny(), 5).unwrap();
+        let examples = vec![
+            Example::new(&[1, 2], &[3, 4, 5, 6, 7, 8], Some(0)),
+            Example::new(&[2, 1], &[8, 7, 6, 5], Some(0)),
+        ];
+        let options = TrainOptions {
+            epochs: 40,
+            batch_size: 2,
+            learning_rate: 1e-2,
+            warmup: 2,
+            weight_decay: 0.0,
+            seed: 1,
+        };
+        let r = train(&m, &examples, &options, &mut PrefixCache::new(), |_| {}).unwrap();
+        assert_eq!(r.steps, 40);
+        assert_eq!(r.target_tokens, 40 * (7 + 5));
+        assert!(r.first_loss > 2.5 && r.last_loss < 0.5, "{r:?}");
+        let predicted = m
+            .forward_all(&examples[0].tokens)
+            .unwrap()
+            .argmax(1)
+            .unwrap()
+            .to_vec1::<u32>()
+            .unwrap();
+        // Row i predicts token i + 1; the last row predicts past the end.
+        let n = examples[0].tokens.len();
+        assert_eq!(&predicted[1..n - 1], &examples[0].tokens[2..]);
+        let none = train(&m, &[], &options, &mut PrefixCache::new(), |_| {});
+        assert!(matches!(none, Err(NeuralError::Input(_))));
+        let empty = Example {
+            tokens: vec![1, 2],
+            answer_start: 2,
+        };
+        let bad = train(&m, &[empty], &options, &mut PrefixCache::new(), |_| {});
+        assert!(matches!(bad, Err(NeuralError::Input(_))));
+    }
+}
