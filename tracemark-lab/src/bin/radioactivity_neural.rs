@@ -44,7 +44,7 @@ struct Args {
     #[arg(long, default_value_t = 128)]
     train: usize,
     /// Held-out prompts each student answers (the closed-model audit).
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 32)]
     held_out: usize,
     /// Most tokens per answer (teacher and students).
     #[arg(long, default_value_t = 96)]
@@ -56,14 +56,14 @@ struct Args {
     #[arg(long, default_value_t = 20)]
     null_keys: usize,
     /// Watermarked teacher answers per null key.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 3)]
     null_texts: usize,
     /// Blocks fine-tuned, counted from the top (all their weights, and the final norm); the
     /// embedding and the blocks below are frozen.
     #[arg(long, default_value_t = 4)]
     top_blocks: usize,
     /// Passes over the training answers.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 2)]
     epochs: usize,
     /// AdamW learning rate.
     #[arg(long, default_value_t = 3e-4)]
@@ -72,8 +72,11 @@ struct Args {
     #[arg(long, default_value_t = 4)]
     train_batch: usize,
     /// Human texts of the clean fine-tuning of the ρ = 100% student (one pass).
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 64)]
     clean_texts: usize,
+    /// Most tokens per student answer (the closed-model audit).
+    #[arg(long, default_value_t = 64)]
+    student_max_tokens: usize,
     /// Sampling temperature of the students' answers.
     #[arg(long, default_value_t = 0.7)]
     student_temperature: f32,
@@ -398,7 +401,7 @@ impl Lab<'_> {
     ) -> Result<(Row, StudentOutputs)> {
         let a = self.args;
         let generate = GenerateOptions {
-            max_tokens: a.max_tokens,
+            max_tokens: a.student_max_tokens,
             min_tokens: 0,
             sampling: Sampling::new(a.student_temperature, None, None)?,
             seed: a.seed.wrapping_mul(1_000_003),
@@ -528,13 +531,14 @@ fn cell(r: &AuditReport) -> String {
 fn print_table(rows: &[Row], args: &Args) {
     println!(
         "\nStudents: SmolLM2-135M, top {} blocks fine-tuned (AdamW, lr {}, {} epochs, batch {}) on {} answers each; \
-         {} held-out answers at T = {}",
+         {} held-out answers of ≤ {} tokens at T = {}",
         args.top_blocks,
         args.learning_rate,
         args.epochs,
         args.train_batch,
         args.train,
         args.held_out,
+        args.student_max_tokens,
         args.student_temperature
     );
     println!(
