@@ -155,51 +155,9 @@ fn main() -> Result<()> {
         load: &load,
         stop: teacher.stop_ids().first().copied(),
     };
-    let mut rows = Vec::new();
-    let mut prefix = PrefixCache::new();
-    let mut innocent: Option<(PathBuf, StudentOutputs, String)> = None;
-    let mut full: Option<(PathBuf, String)> = None;
-    for &rho in &RHOS {
-        let share = watermarked_share(data.wm.len(), rho, args.seed);
-        let training: Vec<&Sample> = share
-            .iter()
-            .enumerate()
-            .map(|(i, &m)| if m { &data.wm[i] } else { &data.plain[i] })
-            .collect();
-        let served: Vec<&Sample> = data
-            .wm
-            .iter()
-            .zip(&share)
-            .filter_map(|(s, &m)| m.then_some(s))
-            .collect();
-        let examples: Vec<Example> = training
-            .iter()
-            .map(|s| Example::new(&s.prompt_ids, &s.response_ids, lab.stop))
-            .collect();
-        let name = format!("ρ = {}%", rho * 100.0);
-        let (path, key, seconds) = lab.student(&name, &model_path, &examples, 1, &mut prefix)?;
-        let (row, outputs) = lab.audit(&name, &path, &key, &data, &served, seconds)?;
-        rows.push(row);
-        if rho == 0.0 {
-            innocent = Some((path.clone(), outputs, key.clone()));
-        }
-        if rho == 1.0 {
-            full = Some((path, key));
-        }
-    }
-    if let Some((path, key)) = &full {
-        // The ρ = 100% student, fine-tuned further on human text: how much of the signal
-        // survives. Its frozen blocks were stored in Q8_0, so the prefix cache starts afresh.
-        let clean = clean_examples(&teacher, &texts, args.clean_texts, args.max_tokens + 48)?;
-        let name = "ρ = 100%, then clean".to_string();
-        let (path2, key2, seconds) =
-            lab.student(&name, path, &clean, 1, &mut PrefixCache::new())?;
-        let served: Vec<&Sample> = data.wm.iter().collect();
-        let key2 = format!("{key}+{key2}");
-        rows.push(lab.audit(&name, &path2, &key2, &data, &served, seconds)?.0);
-    }
+    let (rows, innocent) = lab.students(&teacher, &texts, &data)?;
     print_table(&rows, &args);
-    if let Some((path, outputs, _)) = &innocent {
+    if let Some((path, outputs)) = &innocent {
         let null_started = Instant::now();
         let checks = null_checks(&teacher, path, &load, outputs, &data.null_sets)?;
         print_null_checks(&checks, data.null_sets.len(), args.null_texts);
@@ -310,6 +268,9 @@ fn clean_examples(
     Ok(out)
 }
 
+/// The ρ = 0 student's file and outputs, for the null checks.
+type Innocent = (PathBuf, StudentOutputs);
+
 /// What every student shares.
 struct Lab<'a> {
     args: &'a Args,
@@ -319,6 +280,66 @@ struct Lab<'a> {
 }
 
 impl Lab<'_> {
+    /// Every student (each ρ, then the ρ = 100% one fine-tuned on clean text), trained or read
+    /// from the cache, and audited; and the ρ = 0 student with its outputs, for the null checks.
+    fn students(
+        &self,
+        teacher: &Teacher,
+        texts: &[String],
+        data: &TeacherData,
+    ) -> Result<(Vec<Row>, Option<Innocent>)> {
+        let mut rows = Vec::new();
+        let mut prefix = PrefixCache::new();
+        let mut innocent: Option<Innocent> = None;
+        let mut full: Option<(PathBuf, String)> = None;
+        for &rho in &RHOS {
+            let share = watermarked_share(data.wm.len(), rho, self.args.seed);
+            let training: Vec<&Sample> = share
+                .iter()
+                .enumerate()
+                .map(|(i, &m)| if m { &data.wm[i] } else { &data.plain[i] })
+                .collect();
+            let served: Vec<&Sample> = data
+                .wm
+                .iter()
+                .zip(&share)
+                .filter_map(|(s, &m)| m.then_some(s))
+                .collect();
+            let examples: Vec<Example> = training
+                .iter()
+                .map(|s| Example::new(&s.prompt_ids, &s.response_ids, self.stop))
+                .collect();
+            let name = format!("ρ = {}%", rho * 100.0);
+            let (path, key, seconds) =
+                self.student(&name, self.model_path, &examples, 1, &mut prefix)?;
+            let (row, outputs) = self.audit(&name, &path, &key, data, &served, seconds)?;
+            rows.push(row);
+            if rho == 0.0 {
+                innocent = Some((path.clone(), outputs));
+            }
+            if rho == 1.0 {
+                full = Some((path, key));
+            }
+        }
+        if let Some((path, key)) = &full {
+            // The ρ = 100% student, fine-tuned further on human text: how much of the signal
+            // survives. Its frozen blocks were stored in Q8_0, so the prefix cache starts afresh.
+            let clean = clean_examples(
+                teacher,
+                texts,
+                self.args.clean_texts,
+                self.args.max_tokens + 48,
+            )?;
+            let name = "ρ = 100%, then clean".to_string();
+            let (path2, key2, seconds) =
+                self.student(&name, path, &clean, 1, &mut PrefixCache::new())?;
+            let served: Vec<&Sample> = data.wm.iter().collect();
+            let key2 = format!("{key}+{key2}");
+            rows.push(self.audit(&name, &path2, &key2, data, &served, seconds)?.0);
+        }
+        Ok((rows, innocent))
+    }
+
     /// The student fine-tuned from `base` on `examples`, from the cache or trained now: its
     /// file, its cache key, and the seconds training took (0 when cached).
     fn student(
