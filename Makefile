@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: fuzz help demo test test-live lint fmt bench bench-model build model eval radioactivity python test-python bench-python
+.PHONY: fuzz help demo test test-live lint fmt bench bench-model build model eval radioactivity radioactivity-neural python test-python bench-python
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -42,6 +42,10 @@ radioactivity: model ## Students trained on watermarked answers, audited (~30 mi
 	@TRACEMARK_CORPUS="$${TRACEMARK_CORPUS:-$$(bash scripts/fetch-corpus.sh)}" \
 	  $(CARGO) run --release -q -p tracemark-lab --bin radioactivity -- \
 	  --plot target/radioactivity/radioactivity.png $(RADIOACTIVITY_ARGS)
+
+radioactivity-neural: model ## Neural students: SmolLM2 fine-tuned on watermarked answers, saved as GGUF, audited (about an hour on 2 cores; minutes once cached)
+	@TRACEMARK_CORPUS="$${TRACEMARK_CORPUS:-$$(bash scripts/fetch-corpus.sh)}" \
+	  $(CARGO) run --release -q -p tracemark-lab --bin radioactivity_neural -- $(RADIOACTIVITY_NEURAL_ARGS)
 
 model: ## Fetch the default model (SmolLM2-135M-Instruct GGUF) into the cache, checked by SHA-256
 	@bash scripts/fetch-model.sh
