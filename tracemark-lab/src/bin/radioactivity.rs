@@ -14,20 +14,16 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use tracemark_lab::corpus;
-use tracemark_lab::keys::Experiment;
 use tracemark_lab::ngram::{Discount, NgramConfig, NgramModel};
-use tracemark_lab::radioactivity::prompts::prompts_from_texts;
 use tracemark_lab::radioactivity::teacher::{Progress, Teacher};
 use tracemark_lab::radioactivity::{
     audit_outputs, audit_reading, student_answers, student_predictions, train_student,
-    watermarked_share, window_filter, NullCheck, Sample,
+    watermarked_share, window_filter, NullCheck, PromptSets, Sample, TeacherSettings,
 };
-use tracemark_model::generate::GenerateOptions;
 use tracemark_model::llama::{set_threads, LoadOptions};
 use tracemark_model::reading::top1_predictions;
-use watermark_core::Sampling;
+use watermark_core::GreenList;
 use watermark_core::{AuditOptions, AuditReport};
-use watermark_core::{GreenList, Scheme};
 
 /// Fractions of watermarked training answers, one student each.
 const RHOS: [f64; 5] = [0.0, 0.01, 0.05, 0.10, 1.0];
@@ -119,7 +115,13 @@ fn main() -> Result<()> {
         ..LoadOptions::default()
     };
     let teacher = Teacher::load(&model_path, load, &args.cache)?;
-    let settings = Settings::new(&args, teacher.vocab_size())?;
+    let settings = TeacherSettings::new(
+        args.delta,
+        args.max_tokens,
+        args.batch_size,
+        args.seed,
+        teacher.vocab_size(),
+    )?;
     print_header(&args, &teacher, &settings, &prompts);
 
     let answers = teacher_answers(&teacher, &settings, &prompts, &args)?;
@@ -190,59 +192,18 @@ impl Prompts {
         )?;
         let texts = corpus::read_texts(&corpus)?;
         let null_total = args.null_keys * args.null_texts;
-        let mut all =
-            prompts_from_texts(&texts, args.train + args.held_out + null_total, args.seed)?;
-        let null = all.split_off(args.train + args.held_out);
-        let held_out = all.split_off(args.train);
+        let sets =
+            PromptSets::from_texts(&texts, args.train, args.held_out, null_total, args.seed)?;
         Ok(Prompts {
             corpus,
-            train: all,
-            held_out,
-            null,
+            train: sets.train,
+            held_out: sets.held_out,
+            null: sets.null,
         })
     }
 }
 
-/// The teacher's watermark and sampling.
-struct Settings {
-    scheme: Scheme,
-    green: GreenList,
-    generate: GenerateOptions,
-    plain_generate: GenerateOptions,
-}
-
-impl Settings {
-    fn new(args: &Args, vocab: u32) -> Result<Self> {
-        let scheme = Scheme {
-            delta: args.delta,
-            ..Scheme::default()
-        };
-        let green = GreenList::new(
-            &Experiment::Radioactivity.key(args.seed, 0),
-            scheme.clone(),
-            vocab,
-        )?;
-        let generate = GenerateOptions {
-            max_tokens: args.max_tokens,
-            min_tokens: 0,
-            sampling: Sampling::new(1.0, None, None)?,
-            seed: 0,
-            batch_size: args.batch_size,
-        };
-        let plain_generate = GenerateOptions {
-            seed: 1 << 32,
-            ..generate.clone()
-        };
-        Ok(Settings {
-            scheme,
-            green,
-            generate,
-            plain_generate,
-        })
-    }
-}
-
-fn print_header(args: &Args, teacher: &Teacher, settings: &Settings, prompts: &Prompts) {
+fn print_header(args: &Args, teacher: &Teacher, settings: &TeacherSettings, prompts: &Prompts) {
     let (scheme, corpus) = (&settings.scheme, &prompts.corpus);
     println!(
         "radioactivity: SmolLM2-135M-Instruct teacher (GGUF sha256 {}…), {}",
@@ -299,7 +260,7 @@ impl TeacherAnswers {
 
 fn teacher_answers(
     teacher: &Teacher,
-    settings: &Settings,
+    settings: &TeacherSettings,
     prompts: &Prompts,
     args: &Args,
 ) -> Result<TeacherAnswers> {
@@ -309,7 +270,6 @@ fn teacher_answers(
         &settings.plain_generate,
     );
     let (train_prompts, null_prompts) = (&prompts.train, &prompts.null);
-    let vocab = teacher.vocab_size();
     // The teacher. Progress goes to stderr; `fresh` sums the tokens generated (not read from
     // the cache) and the seconds they took.
     let gen_started = Instant::now();
@@ -345,15 +305,7 @@ fn teacher_answers(
     )?;
     let mut null_sets: Vec<(GreenList, Vec<Sample>)> = Vec::with_capacity(args.null_keys);
     for (j, prompts) in null_prompts.chunks(args.null_texts.max(1)).enumerate() {
-        let g = GreenList::new(
-            &Experiment::Radioactivity.key(args.seed, 1 + j as u64),
-            settings.scheme.clone(),
-            vocab,
-        )?;
-        let options = GenerateOptions {
-            seed: (2 << 32) + (j as u64) * 1000,
-            ..generate.clone()
-        };
+        let (g, options) = settings.null_key(j)?;
         let texts = teacher.answers(
             prompts,
             Some(&g),

@@ -17,20 +17,19 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::Parser;
 use tracemark_lab::corpus;
-use tracemark_lab::keys::Experiment;
 use tracemark_lab::neural::{
     load_pretrained, settings_digest, student_outputs, train, write_gguf, Example, PrefixCache,
     SavedDType, StudentOutputs, TrainOptions, Tuning,
 };
-use tracemark_lab::radioactivity::prompts::prompts_from_texts;
 use tracemark_lab::radioactivity::teacher::Teacher;
 use tracemark_lab::radioactivity::{
-    audit_outputs, audit_reading, watermarked_share, window_filter, NullCheck, Sample,
+    audit_outputs, audit_reading, watermarked_share, window_filter, NullCheck, PromptSets, Sample,
+    TeacherSettings,
 };
 use tracemark_model::generate::GenerateOptions;
 use tracemark_model::llama::{set_threads, LoadOptions};
 use tracemark_model::reading::top1_predictions;
-use watermark_core::{AuditOptions, AuditReport, GreenList, Sampling, Scheme};
+use watermark_core::{AuditOptions, AuditReport, GreenList, Sampling};
 
 /// Watermarked shares of the students.
 const RHOS: [f64; 3] = [0.0, 0.10, 1.0];
@@ -188,24 +187,17 @@ impl TeacherData {
     fn collect(teacher: &Teacher, texts: &[String], args: &Args) -> Result<Self> {
         let started = Instant::now();
         let null_total = args.null_keys * args.null_texts;
-        let mut all =
-            prompts_from_texts(texts, args.train + args.held_out + null_total, args.seed)?;
-        let null = all.split_off(args.train + args.held_out);
-        let held_out = all.split_off(args.train);
-        let scheme = Scheme {
-            delta: args.delta,
-            ..Scheme::default()
-        };
-        let vocab = teacher.vocab_size();
-        let key = |i: u64| Experiment::Radioactivity.key(args.seed, i);
-        let green = GreenList::new(&key(0), scheme.clone(), vocab)?;
-        let generate = GenerateOptions {
-            max_tokens: args.max_tokens,
-            min_tokens: 0,
-            sampling: Sampling::new(1.0, None, None)?,
-            seed: 0,
-            batch_size: args.batch_size,
-        };
+        let prompts =
+            PromptSets::from_texts(texts, args.train, args.held_out, null_total, args.seed)?;
+        let settings = TeacherSettings::new(
+            args.delta,
+            args.max_tokens,
+            args.batch_size,
+            args.seed,
+            teacher.vocab_size(),
+        )?;
+        let (all, held_out, null) = (prompts.train, prompts.held_out, prompts.null);
+        let (green, generate) = (settings.green.clone(), &settings.generate);
         let progress = |label: &'static str| {
             move |p: tracemark_lab::radioactivity::teacher::Progress| {
                 eprint!("\rteacher, {label}: {}/{} answers   ", p.done, p.total);
@@ -214,19 +206,12 @@ impl TeacherData {
                 }
             }
         };
-        let wm = teacher.answers(&all, Some(&green), &generate, progress("watermarked"))?;
-        let plain_options = GenerateOptions {
-            seed: 1 << 32,
-            ..generate.clone()
-        };
-        let plain = teacher.answers(&all, None, &plain_options, progress("plain"))?;
+        let wm = teacher.answers(&all, Some(&green), generate, progress("watermarked"))?;
+        let plain_options = &settings.plain_generate;
+        let plain = teacher.answers(&all, None, plain_options, progress("plain"))?;
         let mut null_sets = Vec::new();
         for (j, prompts) in null.chunks(args.null_texts.max(1)).enumerate() {
-            let g = GreenList::new(&key(1 + j as u64), scheme.clone(), vocab)?;
-            let options = GenerateOptions {
-                seed: (2 << 32) + (j as u64) * 1000,
-                ..generate.clone()
-            };
+            let (g, options) = settings.null_key(j)?;
             let answers = teacher.answers(prompts, Some(&g), &options, progress("null keys"))?;
             null_sets.push((g, answers));
         }

@@ -11,11 +11,13 @@
 mod audits;
 mod null_check;
 pub mod prompts;
+mod setup;
 mod students;
 pub mod teacher;
 
 pub use audits::{audit_outputs, audit_reading, window_filter};
 pub use null_check::NullCheck;
+pub use setup::{PromptSets, TeacherSettings};
 pub use students::{student_answers, student_predictions, train_student};
 
 use serde::{Deserialize, Serialize};
