@@ -25,8 +25,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(4);
+    // BENCH_FAST_MATMUL=1: candle's fast Q8_0 kernel (less faithful to the weights; see
+    // `LoadOptions::fast_matmul`).
+    let load = LoadOptions {
+        fast_matmul: std::env::var("BENCH_FAST_MATMUL").is_ok_and(|v| v == "1"),
+        ..LoadOptions::default()
+    };
     let model = tracemark_model::locate_default_model()?;
-    let generator = Generator::load(&model, &LoadOptions::default())?;
+    let generator = Generator::load(&model, &load)?;
     let vocab = generator.tokenizer().vocab_size();
     let green = GreenList::new(&SecretKey::from_bytes([42; 32]), Scheme::default(), vocab)?;
     let prompts: Vec<String> = (0..batch)
@@ -67,7 +73,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let hook = start.elapsed() / reps as u32;
     let per_token_with = with.as_secs_f64() / generated as f64;
     let per_token_without = without.as_secs_f64() / generated as f64;
-    println!("default model, batch {batch}, {tokens} tokens per answer, {rounds} rounds each, temperature 1, top-p 0.95");
+    println!(
+        "default model, batch {batch}, {tokens} tokens per answer, {rounds} rounds each, temperature 1, top-p 0.95{}",
+        if load.fast_matmul { ", fast matmul" } else { "" }
+    );
     println!("| run | tokens/s | ms per token |");
     println!("|---|---|---|");
     println!(
