@@ -30,11 +30,21 @@ impl SuspectModel {
             let (checkpoint, tokenizer) = Checkpoint::load(path)?;
             return Ok((SuspectModel::Checkpoint(Box::new(checkpoint)), tokenizer));
         }
-        let tokenizer = GgufTokenizer::from_file(path)?.text_tokenizer()?;
+        let tokenizer = Self::tokenizer(path)?;
         Ok((
             SuspectModel::Gguf(Box::new(Llama::load(path, options)?)),
             tokenizer,
         ))
+    }
+
+    /// The tokenizer of the suspect at `path` (a checkpoint's `tokenizer.json`, or the one a GGUF
+    /// file's metadata describes) without its weights, so that a suspect the profile cannot
+    /// score is refused before its weights are read.
+    pub fn tokenizer(path: &Path) -> Result<TextTokenizer> {
+        if path.is_dir() {
+            return Checkpoint::tokenizer(path);
+        }
+        GgufTokenizer::from_file(path)?.text_tokenizer()
     }
 }
 

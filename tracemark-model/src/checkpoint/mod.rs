@@ -66,12 +66,7 @@ impl Checkpoint {
             return Err(fail("not a checkpoint directory".into()));
         }
         let config = config::parse(&read_config(dir)?).map_err(fail)?;
-        let tokenizer_path = dir.join(TOKENIZER_FILE);
-        if !tokenizer_path.is_file() {
-            return Err(fail(format!("no {TOKENIZER_FILE}")));
-        }
-        let tokenizer = TextTokenizer::from_file(&tokenizer_path)
-            .map_err(|e| fail(format!("{TOKENIZER_FILE}: {e}")))?;
+        let tokenizer = Self::tokenizer(dir)?;
         if tokenizer.vocab_size() as usize > config.vocab_size {
             return Err(fail(format!(
                 "the tokenizer has {} tokens, more than vocab_size {}",
@@ -89,6 +84,18 @@ impl Checkpoint {
             network,
         };
         Ok((checkpoint, tokenizer))
+    }
+
+    /// The checkpoint's `tokenizer.json` alone, without the weights: enough to refuse a suspect
+    /// whose tokenizer is not the profile's before loading anything else.
+    pub fn tokenizer(dir: &Path) -> Result<TextTokenizer> {
+        let fail = |reason: String| Error::checkpoint(dir, reason);
+        let tokenizer_path = dir.join(TOKENIZER_FILE);
+        if !tokenizer_path.is_file() {
+            return Err(fail(format!("no {TOKENIZER_FILE}")));
+        }
+        TextTokenizer::from_file(&tokenizer_path)
+            .map_err(|e| fail(format!("{TOKENIZER_FILE}: {e}")))
     }
 
     /// The hyper-parameters read from `config.json`.

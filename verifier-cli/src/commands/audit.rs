@@ -281,11 +281,14 @@ fn load_suspect(
     if let Some(n) = threads {
         tracemark_model::llama::set_threads(n)?;
     }
-    let options = tracemark_model::llama::LoadOptions::default();
-    let (model, tokenizer) = tracemark_model::SuspectModel::load(path, &options)?;
+    // The tokenizer first: a suspect the profile cannot score is refused before its weights
+    // are read.
+    let tokenizer = tracemark_model::SuspectModel::tokenizer(path)?;
     profile
         .check_tokenizer(tokenizer.fingerprint())
         .with_context(|| format!("{}: the suspect's tokenizer", path.display()))?;
+    let options = tracemark_model::llama::LoadOptions::default();
+    let (model, _) = tracemark_model::SuspectModel::load(path, &options)?;
     Ok(model)
 }
 
