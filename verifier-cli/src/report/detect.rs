@@ -26,12 +26,15 @@ pub(crate) fn detect_findings(
         inputs.push(input_file("document", path)?);
     }
     let documents = read_documents(args)?;
+    // Text needs the tokenizer; token ids are shown decoded with it when the profile has one.
     let tokenizer = if documents.iter().any(Document::needs_tokenizer) {
-        inputs.extend(tokenizer_input(session)?);
         Some(crate::commands::tokenizer(session)?)
     } else {
-        None
+        crate::commands::tokenizer(session).ok()
     };
+    if tokenizer.is_some() {
+        inputs.extend(tokenizer_input(session)?);
+    }
     let options = DetectOptions {
         fpr,
         windowed: args.windowed,
@@ -84,14 +87,7 @@ fn document_finding(
     let ids = encode(doc.body).with_context(|| source.clone())?;
     let detection =
         detect(session.green_list(), &prompt, &ids, options).with_context(|| source.clone())?;
-    let texts: Vec<String> = match (tokenizer, text_body) {
-        (Some(tok), true) => ids
-            .iter()
-            .map(|&id| tok.decode(&[id]))
-            .collect::<Result<_, _>>()
-            .with_context(|| source.clone())?,
-        _ => ids.iter().map(u32::to_string).collect(),
-    };
+    let texts = pieces(&ids, tokenizer, text_body).with_context(|| source.clone())?;
     let statuses = detection.token_statuses.clone().unwrap_or_default();
     let tokens = texts
         .into_iter()
@@ -118,6 +114,20 @@ fn document_finding(
         source,
         id: doc.id,
     })
+}
+
+/// Each token's text: decoded when the document was text, or when it was token ids and the
+/// profile's tokenizer is at hand (`readable`); else its id and a space.
+fn pieces(ids: &[u32], tokenizer: Option<&TextTokenizer>, text_body: bool) -> Result<Vec<String>> {
+    let ids_only = || ids.iter().map(|id| format!("{id} ")).collect();
+    match tokenizer {
+        Some(tok) => match ids.iter().map(|&id| tok.decode(&[id])).collect() {
+            Ok(texts) => Ok(texts),
+            Err(e) if text_body => Err(e.into()),
+            Err(_) => Ok(ids_only()),
+        },
+        None => Ok(ids_only()),
+    }
 }
 
 fn verdict(d: &Detection) -> &'static str {

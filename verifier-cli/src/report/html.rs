@@ -66,20 +66,18 @@ pub fn render(evidence: &Evidence) -> String {
     page
 }
 
-fn verdict_box(
-    page: &mut String,
-    watermarked: bool,
-    headline: &str,
-    stats: &Statistics,
-    what: &str,
-) {
+/// What scores this high only by chance, for documents and for audited models.
+const DOCUMENT_SUBJECT: &str = "a document not written with this key";
+const MODEL_SUBJECT: &str = "a model never trained on text watermarked with this key";
+
+fn verdict_box(page: &mut String, watermarked: bool, headline: &str, stats: &Statistics) {
     let _ = write!(
         page,
         "<div class=\"verdict {}\" id=\"verdict\"><strong>{}</strong><br>{} {}</div>\n",
         if watermarked { "yes" } else { "no" },
         escape(headline),
-        chance_sentence(stats.log10_p_value, what, Style::Html),
-        rule_sentence(stats.fpr, what, Style::Html)
+        chance_sentence(stats.log10_p_value, MODEL_SUBJECT, Style::Html),
+        rule_sentence(stats.fpr, "the suspect model", Style::Html)
     );
 }
 
@@ -99,7 +97,7 @@ fn statistics_table(page: &mut String, stats: &Statistics) {
         (
             "green fraction",
             stats.green_fraction.map_or("–".into(), |f| format!("{f:.3}")),
-            "expected without the key",
+            "green tokens / tokens scored",
         ),
         (
             "expected without the key",
@@ -114,7 +112,7 @@ fn statistics_table(page: &mut String, stats: &Statistics) {
         (
             "log10 p",
             fixed(stats.log10_p_value),
-            "exact binomial tail; −24 means a chance of 1 in 10^24",
+            "exact binomial tail; −24 means a chance of 1 in 10<sup>24</sup>",
         ),
         ("false-positive rate", format_fpr(stats.fpr), "the threshold of the verdict"),
     ];
@@ -168,7 +166,7 @@ fn document_block(page: &mut String, index: usize, doc: &DocumentFinding) {
         escape(&doc.source),
         escape(&id),
         escape(&doc.verdict),
-        chance_sentence(doc.statistics.log10_p_value, "a document", Style::Html),
+        chance_sentence(doc.statistics.log10_p_value, DOCUMENT_SUBJECT, Style::Html),
         rule_sentence(doc.statistics.fpr, "a document", Style::Html)
     );
     if let Some(w) = &doc.window {
@@ -237,7 +235,6 @@ fn audit_section(page: &mut String, audit: &AuditFinding) {
         audit.statistics.watermarked,
         &headline,
         &audit.statistics,
-        "a model",
     );
     let _ = write!(
         page,

@@ -45,10 +45,11 @@ pub fn odds(log10_p: f64, style: Style) -> String {
     }
 }
 
-/// The sentence a reader needs: what the number is the chance of.
-pub fn chance_sentence(log10_p: f64, what: &str, style: Style) -> String {
+/// The sentence a reader needs: what the number is the chance of. `subject` says what would
+/// score this high without the watermark ("a document not written with this key").
+pub fn chance_sentence(log10_p: f64, subject: &str, style: Style) -> String {
     format!(
-        "The chance that {what} not generated with this key scores this high (or higher) is {}.",
+        "The chance that {subject} scores this high (or higher) is {}.",
         odds(log10_p, style)
     )
 }
@@ -57,8 +58,7 @@ pub fn chance_sentence(log10_p: f64, what: &str, style: Style) -> String {
 pub fn rule_sentence(fpr: f64, what: &str, style: Style) -> String {
     format!(
         "tracemark calls {what} watermarked when that chance is at most {}, a threshold fixed \
-         before looking at the result: it is the rate at which text written without the key \
-         would be wrongly flagged.",
+         before looking at the result: the rate of false accusations it allows.",
         odds(fpr.log10(), style)
     )
 }
