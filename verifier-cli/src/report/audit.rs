@@ -81,7 +81,7 @@ pub(crate) fn audit_findings(
         curve: thin_curve(&points),
     };
     Ok(Run {
-        findings: Findings::Audit(finding),
+        findings: Findings::Audit(Box::new(finding)),
         inputs,
         rerun,
     })

@@ -48,10 +48,10 @@ pub fn render(evidence: &Evidence) -> String {
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>tracemark evidence report</title><style>{STYLE}</style></head><body>\n"
     );
-    let _ = write!(
+    let _ = writeln!(
         page,
         "<h1>Watermark evidence report</h1><p class=\"small\">Key {} · {} · made {} with \
-         tracemark {}</p>\n",
+         tracemark {}</p>",
         escape(&evidence.profile.key_fingerprint),
         escape(&evidence.spec),
         escape(&evidence.created),
@@ -71,9 +71,9 @@ const DOCUMENT_SUBJECT: &str = "a document not written with this key";
 const MODEL_SUBJECT: &str = "a model never trained on text watermarked with this key";
 
 fn verdict_box(page: &mut String, watermarked: bool, headline: &str, stats: &Statistics) {
-    let _ = write!(
+    let _ = writeln!(
         page,
-        "<div class=\"verdict {}\" id=\"verdict\"><strong>{}</strong><br>{} {}</div>\n",
+        "<div class=\"verdict {}\" id=\"verdict\"><strong>{}</strong><br>{} {}</div>",
         if watermarked { "yes" } else { "no" },
         escape(headline),
         chance_sentence(stats.log10_p_value, MODEL_SUBJECT, Style::Html),
@@ -137,9 +137,9 @@ fn detect_section(page: &mut String, documents: &[DocumentFinding]) {
         documents.len(),
         if documents.len() == 1 { "" } else { "s" }
     );
-    let _ = write!(
+    let _ = writeln!(
         page,
-        "<div class=\"verdict {}\" id=\"verdict\"><strong>{}</strong></div>\n",
+        "<div class=\"verdict {}\" id=\"verdict\"><strong>{}</strong></div>",
         if flagged > 0 { "yes" } else { "no" },
         escape(&headline)
     );
@@ -170,10 +170,10 @@ fn document_block(page: &mut String, index: usize, doc: &DocumentFinding) {
         rule_sentence(doc.statistics.fpr, "a document", Style::Html)
     );
     if let Some(w) = &doc.window {
-        let _ = write!(
+        let _ = writeln!(
             page,
             "<p>Strongest passage: tokens {} to {} ({} scored, {} green); allowing for the {} \
-             passages tried, the chance of a passage this strong without the key is {}{}.</p>\n",
+             passages tried, the chance of a passage this strong without the key is {}{}.</p>",
             w.start,
             w.end,
             w.scored,
@@ -236,17 +236,21 @@ fn audit_section(page: &mut String, audit: &AuditFinding) {
         &headline,
         &audit.statistics,
     );
-    let _ = write!(
+    let _ = writeln!(
         page,
         "<p>Audit of {} documents ({}, {}). A model never trained on text watermarked with \
-         this key produces green tokens at the expected rate; one trained on it produces more.</p>\n",
+         this key produces green tokens at the expected rate; one trained on it produces more.</p>",
         audit.documents,
         if audit.mode == "reading" {
             "open model, reading our texts"
         } else {
             "closed model, its outputs"
         },
-        if audit.supervised { "supervised" } else { "unsupervised" }
+        if audit.supervised {
+            "supervised"
+        } else {
+            "unsupervised"
+        }
     );
     statistics_table(page, &audit.statistics);
     page.push_str("<h2>Evidence as it accumulates</h2>\n");
@@ -272,7 +276,7 @@ fn audit_section(page: &mut String, audit: &AuditFinding) {
     }
     page.push_str("</table>\n");
     if let Some(plan) = &audit.plan {
-        let _ = write!(page, "<h2>Plan</h2><p id=\"plan\">{}</p>\n", escape(plan));
+        let _ = writeln!(page, "<h2>Plan</h2><p id=\"plan\">{}</p>", escape(plan));
     }
 }
 
@@ -304,10 +308,10 @@ fn provenance_section(page: &mut String, evidence: &Evidence) {
     );
     match &evidence.commitment {
         Some(c) => {
-            let _ = write!(
+            let _ = writeln!(
                 page,
                 "<p id=\"commitment\">Key commitment <code>{}</code>, published {}: it opens \
-                 with this key and these parameters.</p>\n",
+                 with this key and these parameters.</p>",
                 escape(&c.commitment),
                 escape(&c.created)
             );

@@ -74,7 +74,7 @@ pub enum Findings {
         documents: Vec<DocumentFinding>,
     },
     /// `tracemark audit`: one pooled test.
-    Audit(AuditFinding),
+    Audit(Box<AuditFinding>),
 }
 
 /// The test statistics of a verdict.
