@@ -52,9 +52,10 @@ pub fn run(args: &VerifyReportArgs, out: &mut impl Write) -> Result<ExitStatus> 
         Ok(()) => {
             writeln!(
                 out,
-                "confirmed: {} recomputed from {} input files with key {}; every number matches",
+                "confirmed: {} recomputed from {} input file{} with key {}; every number matches",
                 args.dir.display(),
                 evidence.inputs.len(),
+                if evidence.inputs.len() == 1 { "" } else { "s" },
                 evidence.profile.key_fingerprint
             )?;
             Ok(ExitStatus::Ok)
