@@ -248,11 +248,11 @@ fn a_detect_report_is_confirmed_and_any_alteration_is_named() {
     assert!(ok.starts_with("confirmed"), "{ok}");
     // A number not shown on the page, altered in evidence.json: found by recomputation.
     s.altered("rep", "r1", "evidence.json", |t| {
-        t.replacen("\"repeated\": 0", "\"repeated\": 1", 1)
+        t.replacen("\"too_little_context\": 1", "\"too_little_context\": 0", 1)
     });
     let err = s.expect(&["verify-report", "r1", "--profile", "k/profile.toml"], 6);
     assert!(
-        err.contains("findings.documents[0].skipped.repeated"),
+        err.contains("findings.documents[0].skipped.too_little_context"),
         "{err}"
     );
     s.altered("rep", "r2", "report.html", |t| {
@@ -318,7 +318,11 @@ fn an_audit_report_draws_the_curve_and_is_confirmed() {
     assert!(audit["plan"].is_string());
     let html = s.read("a/report.html");
     assert!(html.contains("The suspect model carries the watermark"));
-    assert!(html.contains("<svg") && html.contains("<polyline class=\"pooled\""));
+    assert!(
+        html.contains("<svg")
+            && html.contains("<polyline")
+            && html.contains("threshold: 1 in 10^6")
+    );
     s.expect(&["verify-report", "a", "--profile", "k/profile.toml"], 0);
 
     s.expect(

@@ -108,7 +108,7 @@ fn check(args: &VerifyReportArgs, evidence: &Evidence) -> Result<Result<(), Evid
     // Last, the page: every number in it comes from evidence.json, now confirmed.
     let html_path = args.dir.join(HTML_FILE);
     let page = std::fs::read(&html_path).map_err(|e| anyhow!("{}: {e}", html_path.display()))?;
-    if page != html::render(evidence).as_bytes() {
+    if page != html::render(evidence)?.as_bytes() {
         return Ok(Err(tampered(format!(
             "{}: the page is not what {EVIDENCE_FILE} renders: one of them was altered",
             html_path.display()

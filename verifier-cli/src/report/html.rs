@@ -40,7 +40,7 @@ outline-offset:1px}.legend span{margin-right:1rem}code,.hash{font-family:ui-mono
 font-size:.85rem;word-break:break-all}.small{color:#555;font-size:.9rem}";
 
 /// The page.
-pub fn render(evidence: &Evidence) -> String {
+pub fn render(evidence: &Evidence) -> anyhow::Result<String> {
     let mut page = String::new();
     let _ = write!(
         page,
@@ -59,11 +59,11 @@ pub fn render(evidence: &Evidence) -> String {
     );
     match &evidence.findings {
         Findings::Detect { documents } => detect_section(&mut page, documents),
-        Findings::Audit(audit) => audit_section(&mut page, audit),
+        Findings::Audit(audit) => audit_section(&mut page, audit)?,
     }
     provenance_section(&mut page, evidence);
     page.push_str("</body></html>\n");
-    page
+    Ok(page)
 }
 
 /// What scores this high only by chance, for documents and for audited models.
@@ -220,7 +220,7 @@ fn reason(status: &str) -> &str {
     }
 }
 
-fn audit_section(page: &mut String, audit: &AuditFinding) {
+fn audit_section(page: &mut String, audit: &AuditFinding) -> anyhow::Result<()> {
     let headline = format!(
         "{}: {}",
         match audit.verdict.as_str() {
@@ -262,7 +262,7 @@ fn audit_section(page: &mut String, audit: &AuditFinding) {
         &audit.curve,
         audit.statistics.fpr,
         &fpr_label,
-    ));
+    )?);
     page.push_str(
         "<p class=\"small\">The pooled log10 p after each document: below the dashed line the \
          chance of such a result without the key is under the threshold.</p>\n<h2>Tokens not scored</h2><table>",
@@ -278,6 +278,7 @@ fn audit_section(page: &mut String, audit: &AuditFinding) {
     if let Some(plan) = &audit.plan {
         let _ = writeln!(page, "<h2>Plan</h2><p id=\"plan\">{}</p>", escape(plan));
     }
+    Ok(())
 }
 
 fn provenance_section(page: &mut String, evidence: &Evidence) {

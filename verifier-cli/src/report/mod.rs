@@ -118,7 +118,7 @@ pub(crate) fn write(
     };
     let json = evidence.to_json()?;
     // The page is rendered from the record as read back, exactly as `verify-report` renders it.
-    let html = html::render(&Evidence::parse(json.as_bytes(), Path::new(EVIDENCE_FILE))?);
+    let html = html::render(&Evidence::parse(json.as_bytes(), Path::new(EVIDENCE_FILE))?)?;
     std::fs::create_dir_all(dir).with_context(|| dir.display().to_string())?;
     let (json_path, html_path) = (dir.join(EVIDENCE_FILE), dir.join(HTML_FILE));
     for path in [&json_path, &html_path] {
