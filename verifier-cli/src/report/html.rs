@@ -37,7 +37,8 @@ border-radius:6px}.tokens{font-family:ui-monospace,monospace;white-space:pre-wra
 line-height:1.9;word-break:break-word}.tok{padding:1px 0;border-radius:2px}.g{background:#b7e4b7}\
 .r{background:#f5c2c2}.u{background:#e6e6e6;color:#666}.window{outline:2px solid #1f5fa8;\
 outline-offset:1px}.legend span{margin-right:1rem}code,.hash{font-family:ui-monospace,monospace;\
-font-size:.85rem;word-break:break-all}.small{color:#555;font-size:.9rem}";
+font-size:.85rem;word-break:break-all}.small{color:#555;font-size:.9rem}\
+.chart svg{width:100%;height:auto}";
 
 /// The page.
 pub fn render(evidence: &Evidence) -> anyhow::Result<String> {
@@ -258,11 +259,13 @@ fn audit_section(page: &mut String, audit: &AuditFinding) -> anyhow::Result<()> 
         "threshold: {}",
         odds(audit.statistics.fpr.log10(), Style::Plain)
     );
+    page.push_str("<div class=\"chart\">");
     page.push_str(&super::svg::curve(
         &audit.curve,
         audit.statistics.fpr,
         &fpr_label,
     )?);
+    page.push_str("</div>");
     page.push_str(
         "<p class=\"small\">The pooled log10 p after each document: below the dashed line the \
          chance of such a result without the key is under the threshold.</p>\n<h2>Tokens not scored</h2><table>",

@@ -14,7 +14,7 @@ pub fn curve(points: &[[f64; 2]], fpr: f64, fpr_label: &str) -> Result<String> {
     let chart = Chart::new("", "scored tokens", "log10 p (lower is stronger evidence)")
         .with_series(Series::line("pooled test", line).with_color(Rgb(31, 95, 168)))
         .with_reference(ReferenceLine::horizontal(fpr.log10(), fpr_label));
-    Ok(chart.render_svg(760, 380)?)
+    Ok(chart.render_svg(600, 300)?)
 }
 
 #[cfg(test)]
