@@ -316,6 +316,32 @@ mod tests {
         assert_eq!(thin_curve(&points[..5]), points[..5].to_vec());
     }
 
+    proptest::proptest! {
+        /// Whatever bytes an evidence or commitment file holds, parsing returns, never panics.
+        #[test]
+        fn parsing_any_bytes_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let _ = Evidence::parse(&bytes, Path::new("e.json"));
+            let _ = super::super::Commitment::parse(&bytes, Path::new("c.json"));
+        }
+
+        /// Nor does a valid-looking record with one byte changed.
+        #[test]
+        fn parsing_a_mutated_record_never_panics(at in 0usize..400, byte in proptest::num::u8::ANY) {
+            let mut text = RECORD.as_bytes().to_vec();
+            let at = at % text.len();
+            text[at] = byte;
+            let _ = Evidence::parse(&text, Path::new("e.json"));
+        }
+    }
+
+    /// A small valid record.
+    const RECORD: &str = r#"{"format":"tracemark-evidence-v1","tracemark_version":"0.1.0","spec":"s","created":"t","command_line":[],"working_directory":"/","profile":{"spec":"s","scheme":{"seeding":"previous","width":2,"gamma":0.25,"delta":2.0},"vocab_size":10,"tokenizer_fingerprint":null,"key_fingerprint":"k"},"commitment":null,"inputs":[],"rerun":["detect"],"findings":{"kind":"detect","documents":[]}}"#;
+
+    #[test]
+    fn the_sample_record_parses() {
+        Evidence::parse(RECORD.as_bytes(), Path::new("e.json")).unwrap();
+    }
+
     #[test]
     fn hashes_files_and_refuses_malformed_records() {
         let dir = std::env::temp_dir().join(format!("tm-evidence-{}", std::process::id()));
