@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: fuzz help demo test test-live lint fmt bench bench-model build model eval radioactivity radioactivity-neural python test-python bench-python
+.PHONY: fuzz help demo test test-live lint fmt bench bench-model build model eval radioactivity radioactivity-neural python test-python bench-python test-browser
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -70,6 +70,10 @@ test-live: python ## tracemark audit --suspect-url against llama-cpp-python's se
 	@bash scripts/fetch-model.sh >/dev/null
 	TRACEMARK_PYTHON="$(CURDIR)/watermark-py/.venv/bin/python" TRACEMARK_REQUIRE_LIVE=1 \
 	  $(CARGO) test -p verifier-cli --test live_endpoint
+
+test-browser: ## report.html rendered by headless Chromium (installs the Debian package chromium if missing)
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	TRACEMARK_REQUIRE_BROWSER=1 $(CARGO) test -p verifier-cli --test report_browser
 
 bench-python: python ## Per-step cost of the Python hook against transformers' WatermarkLogitsProcessor
 	watermark-py/.venv/bin/python watermark-py/bench/bench_hook.py

@@ -46,6 +46,8 @@ pub mod candle_hook;
 mod dedup;
 mod detect;
 mod error;
+#[cfg(feature = "profile")]
+pub mod evidence;
 mod files;
 mod fpr;
 mod green;

@@ -111,6 +111,9 @@ pub struct AuditArgs {
     /// Confidence of the plan's intervals, in (0, 1).
     #[arg(long, value_name = "C", requires = "plan", default_value_t = DEFAULT_PLAN_CONFIDENCE)]
     pub plan_confidence: f64,
+    /// The evidence report (`--report DIR`, `--commitment FILE`).
+    #[command(flatten)]
+    pub report: crate::report::ReportArgs,
     /// Live closed model (--suspect-url and its options).
     #[command(flatten)]
     pub live: Box<crate::endpoint::LiveArgs>,
@@ -230,6 +233,19 @@ pub fn run(args: &AuditArgs, out: &mut impl Write) -> Result<ExitStatus> {
 
     if let Some(curve) = &args.curve {
         write_curve(curve, &audit.curve(), &report, args.force)?;
+    }
+    if let Some(dir) = &args.report.dir {
+        let suspect = args.suspect.as_deref().or(live_cache.as_deref());
+        let curve = audit.curve();
+        let run = crate::report::audit_findings(
+            args,
+            &session,
+            &report,
+            &curve,
+            suspect,
+            mode == Mode::Reading,
+        )?;
+        crate::report::write(dir, args.report.commitment.as_deref(), &session, run)?;
     }
     let supervised = args.filter.is_some();
     if args.json {

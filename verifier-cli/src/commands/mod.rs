@@ -1,9 +1,12 @@
 //! The subcommands, one module each: its arguments (clap), its long help and its `run`.
 
 pub mod audit;
+pub mod commit;
 pub mod detect;
 pub mod generate;
 pub mod keygen;
+pub mod verify_commitment;
+pub mod verify_report;
 
 use anyhow::{anyhow, Result};
 use watermark_core::{Error, ProfileSession, TextTokenizer};
