@@ -89,7 +89,7 @@ pub use sampler::{argmax, Sampling, WatermarkSampler};
 pub use scan::{ReportHeader, Skipped, TokenStatus};
 pub use score::Score;
 #[cfg(feature = "synthetic")]
-pub use synthetic::{softmax, SyntheticLm};
+pub use synthetic::{softmax, splitmix, SyntheticLm};
 #[cfg(feature = "tokenizers")]
 pub use text::{file_fingerprint, TextTokenizer};
 
