@@ -32,11 +32,7 @@ impl Suspect {
         let other_tokenizer = match session.profile().check_tokenizer(tokenizer.fingerprint()) {
             Ok(()) => None,
             Err(watermark_core::Error::TokenizerMismatch { found, expected }) => {
-                eprintln!(
-                    "note: the suspect's tokenizer ({found}) is not the profile's ({expected}): \
-                     its predictions are mapped onto the profile's tokens through the text"
-                );
-                Some(tokenizer)
+                Some((tokenizer, found, expected))
             }
             Err(e) => {
                 return Err(e)
@@ -45,6 +41,14 @@ impl Suspect {
         };
         let options = tracemark_model::llama::LoadOptions::default();
         let (model, _) = SuspectModel::load(path, &options)?;
+        // Said once the model has loaded, so that a refusal stays one line.
+        let other_tokenizer = other_tokenizer.map(|(tokenizer, found, expected)| {
+            eprintln!(
+                "note: the suspect's tokenizer ({found}) is not the profile's ({expected}): its \
+                 predictions are mapped onto the profile's tokens through the text"
+            );
+            tokenizer
+        });
         Ok(Suspect {
             model,
             other_tokenizer,
