@@ -15,6 +15,7 @@ use watermark_core::{Fpr, GreenList, SPEC_VERSION};
 use watermark_core::{Plan, PlanOptions, PlanStatus, DEFAULT_PLAN_CONFIDENCE, DEFAULT_PLAN_POWER};
 use watermark_core::{Profile, ProfileSession};
 
+use super::reading;
 use super::tokenizer;
 use crate::exit::ExitStatus;
 use crate::input::{max_audit_tuples, BodyFields, Content, Document, Input, IoWording};
@@ -31,8 +32,11 @@ our outputs are scored.
 
 Open model, reading mode (--suspect-model MODEL.gguf --texts OURS.jsonl): the suspect reads each \
 of our texts (a text `prompt` is wrapped in the chat template) in one forward pass; its top-1 \
-prediction at every position is scored under the window taken from our text. The suspect's \
-tokenizer must be the profile's.
+prediction at every position is scored under the window taken from our text. A suspect whose \
+tokenizer is not the profile's reads the text of our first i tokens its own way before each \
+position i; its prediction counts where its text is exactly one of our tokens (the others are \
+counted as `unaligned`). That needs a forward pass per position whose prefix it splits \
+differently, so it is slower.
 
 Every (window, token) tuple is scored once across the whole audit, and a token is not scored \
 when its window occurs in what the suspect read before it (the prompt; in reading mode also the \
@@ -140,7 +144,7 @@ struct AuditLine<'a> {
 
 /// How prompts given as text become token ids.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum PromptForm {
+pub(super) enum PromptForm {
     /// As written (closed model: the windows inside the prompt are what matters).
     Plain,
     /// Wrapped in the default model's chat template, as the suspect read it.
@@ -148,17 +152,21 @@ enum PromptForm {
 }
 
 /// Turns answers into token ids with a tokenizer loaded on first need.
-struct Encoder<'a> {
+pub(super) struct Encoder<'a> {
     session: &'a ProfileSession,
 }
 
 impl Encoder<'_> {
-    fn tokenizer(&mut self) -> Result<&TextTokenizer> {
+    pub(super) fn tokenizer(&mut self) -> Result<&TextTokenizer> {
         tokenizer(self.session)
     }
 
     /// The prompt's ids and the answer's.
-    fn encode(&mut self, answer: Document, form: PromptForm) -> Result<(Vec<u32>, Vec<u32>)> {
+    pub(super) fn encode(
+        &mut self,
+        answer: Document,
+        form: PromptForm,
+    ) -> Result<(Vec<u32>, Vec<u32>)> {
         let response = match answer.body {
             Content::Tokens(ids) => ids,
             Content::Text(text) if text.is_empty() => Vec::new(),
@@ -209,13 +217,10 @@ pub fn run(args: &AuditArgs, out: &mut impl Write) -> Result<ExitStatus> {
         let (Some(model_path), Some(texts)) = (&args.suspect_model, &args.texts) else {
             bail!("give --suspect OUTPUTS.jsonl, or --suspect-model MODEL.gguf with --texts OURS.jsonl");
         };
-        let model = load_suspect(model_path, session.profile(), args.threads)?;
+        let suspect = reading::Suspect::load(model_path, &session, args.threads)?;
         each_answer(texts, "reading", |source, answer| {
-            let (prompt, text) = encoder.encode(answer, PromptForm::Chat)?;
-            let predictions = tracemark_model::reading::top1_predictions(&model, &prompt, &text)
-                .with_context(|| source.to_string())?;
-            audit
-                .add_reading(&prompt, &text, &predictions)
+            suspect
+                .read(answer, &mut encoder, &mut audit)
                 .with_context(|| source.to_string())
         })?;
         Mode::Reading
@@ -285,27 +290,6 @@ fn read_filter(green: &GreenList, path: &Path, encoder: &mut Encoder) -> Result<
         );
     }
     Ok(filter)
-}
-
-/// The suspect model for reading mode (a GGUF file or a Hugging Face checkpoint directory);
-/// its tokenizer must be the profile's.
-fn load_suspect(
-    path: &Path,
-    profile: &Profile,
-    threads: Option<usize>,
-) -> Result<tracemark_model::SuspectModel> {
-    if let Some(n) = threads {
-        tracemark_model::llama::set_threads(n)?;
-    }
-    // The tokenizer first: a suspect the profile cannot score is refused before its weights
-    // are read.
-    let tokenizer = tracemark_model::SuspectModel::tokenizer(path)?;
-    profile
-        .check_tokenizer(tokenizer.fingerprint())
-        .with_context(|| format!("{}: the suspect's tokenizer", path.display()))?;
-    let options = tracemark_model::llama::LoadOptions::default();
-    let (model, _) = tracemark_model::SuspectModel::load(path, &options)?;
-    Ok(model)
 }
 
 /// Calls `f` with each answer of the JSONL input at `path` (`-` is stdin) and its
@@ -425,8 +409,17 @@ fn print_report(
     let k = &report.skipped;
     writeln!(
         out,
-        "skipped: {} too little context, {} repeated, {} in prompt, {} earlier in text, {} not in filter",
-        k.too_little_context, k.repeated, k.in_prompt, k.earlier_in_text, k.not_in_filter
+        "skipped: {} too little context, {} repeated, {} in prompt, {} earlier in text, {} not in filter{}",
+        k.too_little_context,
+        k.repeated,
+        k.in_prompt,
+        k.earlier_in_text,
+        k.not_in_filter,
+        if k.unaligned > 0 {
+            format!(", {} unaligned", k.unaligned)
+        } else {
+            String::new()
+        }
     )?;
     writeln!(
         out,

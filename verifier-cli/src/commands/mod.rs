@@ -5,6 +5,7 @@ pub mod commit;
 pub mod detect;
 pub mod generate;
 pub mod keygen;
+mod reading;
 pub mod verify_commitment;
 pub mod verify_report;
 

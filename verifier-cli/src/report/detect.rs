@@ -152,5 +152,6 @@ pub(crate) fn status_name(status: TokenStatus) -> &'static str {
         TokenStatus::InPrompt => "in_prompt",
         TokenStatus::EarlierInText => "earlier_in_text",
         TokenStatus::NotInFilter => "not_in_filter",
+        TokenStatus::Unaligned => "unaligned",
     }
 }

@@ -217,6 +217,7 @@ fn reason(status: &str) -> &str {
         "in_prompt" => "its context also occurs in the prompt",
         "earlier_in_text" => "its context occurs earlier in the text",
         "not_in_filter" => "its context does not occur in our own outputs",
+        "unaligned" => "the suspect's prediction there is not exactly one of our tokens",
         other => other,
     }
 }

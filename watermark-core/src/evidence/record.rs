@@ -137,8 +137,11 @@ pub fn skipped_by_rule(skipped: &Skipped) -> BTreeMap<String, u64> {
         ("in_prompt", skipped.in_prompt),
         ("earlier_in_text", skipped.earlier_in_text),
         ("not_in_filter", skipped.not_in_filter),
+        ("unaligned", skipped.unaligned),
     ]
     .into_iter()
+    // `unaligned` only arises when the suspect has another tokenizer: left out otherwise.
+    .filter(|&(k, v)| k != "unaligned" || v > 0)
     .map(|(k, v)| (k.to_string(), v))
     .collect()
 }
