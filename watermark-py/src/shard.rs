@@ -1,4 +1,5 @@
-//! The two halves of a corpus scan spread over many workers (`tracemark.ray`): `shard_batch`
+//! The two halves of a corpus scan spread over many workers (`tracemark.ray`, their one user,
+//! so both are private names of the module): `shard_batch`
 //! turns a batch of documents into their scored tuples, each tagged with the partition its
 //! hash picks; `tally_partition` counts the distinct tuples of one partition. Every tuple
 //! reaches exactly one partition, so summing the partitions' counts gives the counts of one
@@ -229,7 +230,7 @@ fn batch_rows(scan: &ScoredTuples, partitions: u32) -> (Vec<u32>, Vec<u64>, Vec<
 /// None. A row's body is its ids when present, else its text; its prompt likewise, or none.
 /// Text is tokenized with the watermark's profile tokenizer, all with the GIL released.
 #[pyfunction]
-#[pyo3(signature = (watermark, partitions, *, body_ids = None, body_text = None, prompt_ids = None, prompt_text = None, exclude_context = true))]
+#[pyo3(name = "_shard_batch", signature = (watermark, partitions, *, body_ids = None, body_text = None, prompt_ids = None, prompt_text = None, exclude_context = true))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn shard_batch<'py>(
     py: Python<'py>,
@@ -298,6 +299,7 @@ pub(crate) fn shard_batch<'py>(
 /// (green distinct tuples), and each counter of the count rows summed. Memory: the
 /// partition's distinct tuples, 16 bytes each.
 #[pyfunction]
+#[pyo3(name = "_tally_partition")]
 pub(crate) fn tally_partition<'py>(
     py: Python<'py>,
     seed: &Bound<'_, PyArray1<u64>>,

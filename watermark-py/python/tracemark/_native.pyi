@@ -24,8 +24,6 @@ __all__ = [
     "TupleSet",
     "WindowFilter",
     "Audit",
-    "shard_batch",
-    "tally_partition",
 ]
 
 __version__: str
@@ -242,7 +240,7 @@ class Audit:
 # buffers: (values or UTF-8 bytes, offsets, a bool mask of present rows or None).
 _Column = Tuple[Any, Any, Optional[npt.NDArray[np.bool_]]]
 
-def shard_batch(
+def _shard_batch(
     watermark: Watermark,
     partitions: int,
     *,
@@ -252,6 +250,6 @@ def shard_batch(
     prompt_text: Optional[_Column] = None,
     exclude_context: bool = True,
 ) -> Dict[str, npt.NDArray[Any]]: ...
-def tally_partition(
+def _tally_partition(
     seed: npt.NDArray[np.uint64], token: npt.NDArray[np.uint32], green: npt.NDArray[np.bool_]
 ) -> Dict[str, int]: ...

@@ -33,7 +33,9 @@ from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, 
 
 import numpy as np
 
-from tracemark._native import InputError, Score, Watermark, shard_batch, tally_partition
+from tracemark._native import InputError, Score, Watermark
+from tracemark._native import _shard_batch as shard_batch
+from tracemark._native import _tally_partition as tally_partition
 
 if TYPE_CHECKING:
     import pyarrow as pa
