@@ -186,13 +186,16 @@ def _buffers(array: Optional["pa.Array"], want_text: bool) -> Optional[Tuple[Any
         return None
     import pyarrow as pa
 
-    # Offsets are absolute into the whole child buffer (a slice's offset included).
-    offsets = array.offsets.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
     valid = array.is_valid().to_numpy(zero_copy_only=False) if array.null_count else None
     if want_text:
-        data = array.buffers()[2]
+        # A large_string array's buffers: validity, int64 offsets, UTF-8 bytes. The offsets are
+        # absolute into the bytes; a slice starts `array.offset` entries in.
+        _, offset_buffer, data = array.buffers()
+        offsets = np.frombuffer(offset_buffer, dtype=np.int64)[array.offset : array.offset + len(array) + 1]
         values = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
     else:
+        # Offsets are absolute into the whole child array (a slice's offset included).
+        offsets = array.offsets.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
         child = array.values
         if not pa.types.is_integer(child.type):
             raise InputError(f"token ids must be integers, got {child.type}")
@@ -265,7 +268,8 @@ def pool(tuples: "ray.data.Dataset", profile: _Path, *, partitions: int, fpr: Op
     """Stage 2: shuffles ``scored_tuples`` rows by partition, counts each partition's distinct
     tuples, sums, and computes the exact test once. ``fpr`` defaults to the profile's."""
     watermark = _watermark(os.fspath(profile))
-    rows = tuples.groupby("part").map_groups(_tally, batch_format="numpy").take_all()
+    grouped = tuples.groupby("part", num_partitions=partitions)
+    rows = grouped.map_groups(_tally, batch_format="numpy").take_all()
     total: Dict[str, int] = {}
     for row in rows:
         for name, value in row.items():
