@@ -24,6 +24,8 @@ __all__ = [
     "TupleSet",
     "WindowFilter",
     "Audit",
+    "_shard_batch",
+    "_tally_partition",
 ]
 
 __version__: str
