@@ -80,7 +80,7 @@ RAY_PY = $${TRACEMARK_VENV:-watermark-py/.venv}/bin/python
 
 test-ray: python ## tracemark.ray on a local Ray cluster: same answer as `tracemark audit` and one-process detection, a killed worker retried
 	@bash scripts/fetch-model.sh >/dev/null
-	@$(RAY_PY) -c "import ray.data" 2>/dev/null || $(RAY_PY) -m pip install --disable-pip-version-check -q "ray[data]>=2.60"
+	@$(RAY_PY) -c "import ray.data" 2>/dev/null || $(RAY_PY) -m pip install --disable-pip-version-check -q "ray[data]>=2.60" aiohttp
 	$(CARGO) build -p verifier-cli
 	TRACEMARK_CORPUS="$${TRACEMARK_CORPUS:-$$(bash scripts/fetch-corpus.sh)}" \
 	  TRACEMARK_BIN="$${CARGO_TARGET_DIR:-target}/debug/tracemark" TRACEMARK_REQUIRE_MODEL=1 TRACEMARK_REQUIRE_RAY=1 \
@@ -88,7 +88,7 @@ test-ray: python ## tracemark.ray on a local Ray cluster: same answer as `tracem
 
 scale-ray: python ## tracemark.ray with 1 and 2 local workers: tokens/s and peak memory per worker, and the 1e13-token extrapolation
 	@bash scripts/fetch-model.sh >/dev/null
-	@$(RAY_PY) -c "import ray.data" 2>/dev/null || $(RAY_PY) -m pip install --disable-pip-version-check -q "ray[data]>=2.60"
+	@$(RAY_PY) -c "import ray.data" 2>/dev/null || $(RAY_PY) -m pip install --disable-pip-version-check -q "ray[data]>=2.60" aiohttp
 	$(CARGO) build -p verifier-cli
 	@test -f target/ray-scale/keys/profile.toml || "$${CARGO_TARGET_DIR:-target}/debug/tracemark" keygen --out target/ray-scale/keys >/dev/null
 	TRACEMARK_CORPUS="$${TRACEMARK_CORPUS:-$$(bash scripts/fetch-corpus.sh)}" \

@@ -4,7 +4,7 @@ The reference is `tracemark audit --suspect --json` (the CLI) for the audit, and
 corpus-wide detection (`Watermark.detect_batch(corpus_dedup=True)`, merged) for detection. The
 inputs are a few thousand documents: human text from the test corpus, with repeated documents
 and prompts quoting their answers, and watermarked token ids written with the hook, spread over
-several files so that the same tuples reach different shards.
+several files (JSONL, and Parquet for detection) so that the same tuples reach different shards.
 
 Skipped when Ray is not installed, unless TRACEMARK_REQUIRE_RAY=1 (as `make test-ray` sets).
 """
@@ -232,12 +232,22 @@ def test_detection_on_ray_equals_corpus_wide_detection(cluster: Any, model_profi
     ignored = {k: sum(d.ignored[k] for d in detections) for k in ("too_little_context", "repeated", "in_prompt")}
     assert ignored["repeated"] > 5000 and ignored["in_prompt"] > 1000
 
-    result = tr.detect_corpus(tr.read(split_files(tmp_path, "docs", docs)), model_profile, partitions=4, batch_size=300)
-    assert (result.scored, result.green) == (want.scored, want.green)
-    assert result.log10_p_value == want.log10_p_value and result.p_value == want.p_value
-    assert result.documents == len(docs) and result.tokens == sum(d.tokens for d in detections)
-    assert {k: result.skipped[k] for k in ignored} == ignored
-    assert result.skipped["earlier_in_text"] == result.skipped["not_in_filter"] == 0
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    jsonl = split_files(tmp_path, "docs", docs)
+    parquet = []
+    for k in range(FILES):
+        path = tmp_path / f"docs-{k}.parquet"
+        pq.write_table(pa.Table.from_pylist(docs[k::FILES]), path)
+        parquet.append(str(path))
+    for paths in (jsonl, parquet):
+        result = tr.detect_corpus(tr.read(paths), model_profile, partitions=4, batch_size=300)
+        assert (result.scored, result.green) == (want.scored, want.green)
+        assert result.log10_p_value == want.log10_p_value and result.p_value == want.p_value
+        assert result.documents == len(docs) and result.tokens == sum(d.tokens for d in detections)
+        assert {k: result.skipped[k] for k in ignored} == ignored
+        assert result.skipped["earlier_in_text"] == result.skipped["not_in_filter"] == 0
 
 
 def test_bad_input_is_refused_with_the_row(cluster: Any, model_profile: Path, tmp_path: Path) -> None:
