@@ -239,7 +239,11 @@ def test_detection_on_ray_equals_corpus_wide_detection(cluster: Any, model_profi
     parquet = []
     for k in range(FILES):
         path = tmp_path / f"docs-{k}.parquet"
-        pq.write_table(pa.Table.from_pylist(docs[k::FILES]), path)
+        # Every field in every file, null where a document lacks it (from_pylist would take
+        # the fields of the first row only).
+        part = docs[k::FILES]
+        columns = {name: [d.get(name) for d in part] for name in ("text", "tokens", "prompt", "prompt_tokens")}
+        pq.write_table(pa.table(columns), path)
         parquet.append(str(path))
     for paths in (jsonl, parquet):
         result = tr.detect_corpus(tr.read(paths), model_profile, partitions=4, batch_size=300)

@@ -197,6 +197,9 @@ def _buffers(array: Optional["pa.Array"], want_text: bool) -> Optional[Tuple[Any
         # Offsets are absolute into the whole child array (a slice's offset included).
         offsets = array.offsets.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
         child = array.values
+        if pa.types.is_null(child.type):
+            # Only empty lists (JSON `[]` everywhere in the batch): no ids at all.
+            return np.zeros(0, np.uint32), offsets, valid
         if not pa.types.is_integer(child.type):
             raise InputError(f"token ids must be integers, got {child.type}")
         if child.null_count:
