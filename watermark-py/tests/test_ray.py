@@ -266,3 +266,20 @@ def test_bad_input_is_refused_with_the_row(cluster: Any, model_profile: Path, tm
         tr.detect_corpus(nobody, model_profile)
     with pytest.raises(tracemark.InputError, match="partitions"):
         tr.scored_tuples(bad, model_profile, partitions=0)
+
+
+def test_the_context_rule_turned_off_matches_the_in_process_audit(cluster: Any, model_profile: Path) -> None:
+    import ray.data
+
+    wm = tracemark.Watermark.from_profile(model_profile)
+    responses = watermarked_ids(wm, 60, 80, seed=11)
+    rows = [{"response_tokens": r, "prompt_tokens": r[5:25]} for r in responses] + [{"response_tokens": r[10:]} for r in responses[:20]]
+    for exclude_context in (True, False):
+        audit = tracemark.Audit(wm, exclude_context=exclude_context)
+        audit.add_outputs([row["response_tokens"] for row in rows], [row.get("prompt_tokens") for row in rows])
+        want = audit.report()
+        result = tr.audit_outputs(ray.data.from_items(rows), model_profile, exclude_context=exclude_context, partitions=3)
+        got = result.to_dict()
+        for field in ("documents", "tokens", "scored", "green", "log10_p_value", "skipped"):
+            assert got[field] == want[field], (exclude_context, field)
+        assert (want["skipped"]["in_prompt"] > 0) == exclude_context

@@ -253,16 +253,17 @@ def scored_tuples(
     if partitions < 1:
         raise InputError("partitions must be at least 1")
     _watermark(os.fspath(profile))  # a bad profile fails here, not in a worker
-    return dataset.map_batches(
+    shard = functools.partial(
         _shard,
+        profile=os.fspath(profile),
+        partitions=partitions,
+        fields=fields,
+        exclude_context=exclude_context,
+    )
+    return dataset.map_batches(
+        shard,
         batch_format="pyarrow",
         batch_size=batch_size,
-        fn_kwargs={
-            "profile": os.fspath(profile),
-            "partitions": partitions,
-            "fields": fields,
-            "exclude_context": exclude_context,
-        },
         **map_args,
     )
 
