@@ -148,8 +148,11 @@ fn ids_at(
     let Some(bytes) = f.text.as_ref().map(|c| c.get(i)).transpose()?.flatten() else {
         return Ok(None);
     };
-    let text = std::str::from_utf8(bytes)
-        .map_err(|_| input_err(format!("row {i}: the text is not valid UTF-8")))?;
+    let text = std::str::from_utf8(bytes).map_err(|_| {
+        input_err(format!(
+            "document {i} of the batch: the text is not valid UTF-8"
+        ))
+    })?;
     if text.is_empty() || (blank_is_empty && text.trim().is_empty()) {
         return Ok(Some(Vec::new()));
     }
@@ -168,11 +171,14 @@ fn scan_rows(
 ) -> PyResult<ScoredTuples> {
     let mut out = ScoredTuples::default();
     for i in 0..rows {
-        let text = ids_at(body, i, tokenizer, false)?
-            .ok_or_else(|| input_err(format!("row {i} has neither token ids nor text to score")))?;
+        let text = ids_at(body, i, tokenizer, false)?.ok_or_else(|| {
+            input_err(format!(
+                "document {i} of the batch has neither token ids nor text to score"
+            ))
+        })?;
         let prompt = ids_at(prompt, i, tokenizer, true)?.unwrap_or_default();
-        core(out.add(&wm.green, &prompt, &text, &text, rules))
-            .map_err(|e| input_err(format!("row {i}: {e}")))?;
+        out.add(&wm.green, &prompt, &text, &text, rules)
+            .map_err(|e| input_err(format!("document {i} of the batch: {e}")))?;
     }
     Ok(out)
 }
