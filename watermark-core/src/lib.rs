@@ -60,6 +60,7 @@ mod profile;
 mod sampler;
 mod scan;
 mod score;
+mod shard;
 pub mod stats;
 #[cfg(feature = "synthetic")]
 mod synthetic;
@@ -88,6 +89,7 @@ pub use profile::{
 pub use sampler::{argmax, Sampling, WatermarkSampler};
 pub use scan::{ReportHeader, Skipped, TokenStatus};
 pub use score::Score;
+pub use shard::{ScoredTuples, ShardRules};
 #[cfg(feature = "synthetic")]
 pub use synthetic::{softmax, splitmix, SyntheticLm};
 #[cfg(feature = "tokenizers")]
