@@ -60,17 +60,12 @@ impl<'a, M: SequenceLogits + ?Sized> CrossReader<'a, M> {
     pub fn predictions(&self, context: &str, text: &[u32]) -> Result<AlignedPredictions> {
         // What the suspect reads before each position, as its own tokens (None: no prediction).
         let mut reads: Vec<Option<Vec<u32>>> = Vec::with_capacity(text.len());
-        for i in 0..text.len() {
-            let prefix = self.ours.decode(&text[..i])?;
-            let read = if prefix.ends_with(char::REPLACEMENT_CHARACTER) {
-                None // our token i starts inside a character: no text boundary there
-            } else {
-                let ids = self
-                    .suspect
-                    .encode_fragment(&format!("{context}{prefix}"))?;
-                Some(ids).filter(|ids| !ids.is_empty())
+        for read in prefixes(self.ours, context, text)? {
+            let ids = match read {
+                Some(read) => Some(self.suspect.encode_fragment(&read)?),
+                None => None,
             };
-            reads.push(read);
+            reads.push(ids.filter(|ids| !ids.is_empty()));
         }
         let whole = self.ours.decode(text)?;
         let mut passes = Passes::default();
@@ -85,28 +80,45 @@ impl<'a, M: SequenceLogits + ?Sized> CrossReader<'a, M> {
                 top1[i] = Some(passes.last_row_argmax(self.model, read)?);
             }
         }
-        let predictions = top1
-            .into_iter()
-            .map(|t| t.map_or(Ok(None), |t| self.our_token(t)))
-            .collect::<Result<Vec<_>>>()?;
+        let mut predictions = Vec::with_capacity(text.len());
+        for token in top1 {
+            predictions.push(match token {
+                Some(token) => our_token(self.ours, &self.suspect.decode(&[token])?)?,
+                None => None,
+            });
+        }
         Ok(AlignedPredictions {
             predictions,
             passes: passes.done.len(),
         })
     }
+}
 
-    /// Our token whose text is exactly that of the suspect's token `token`, if there is one.
-    fn our_token(&self, token: u32) -> Result<Option<u32>> {
-        let piece = self.suspect.decode(&[token])?;
-        if piece.is_empty() || piece.contains(char::REPLACEMENT_CHARACTER) {
-            return Ok(None);
-        }
-        let ids = self.ours.encode_fragment(&piece)?;
-        Ok(match ids.as_slice() {
-            [one] => Some(*one),
-            _ => None,
-        })
+/// What the suspect reads before each position of `text` (our token ids): `context` followed
+/// by the text of our first `i` tokens; `None` where there is nothing to read or our token
+/// `i` starts inside a character (no text boundary there). Depends only on the prefix.
+pub fn prefixes(ours: &TextTokenizer, context: &str, text: &[u32]) -> Result<Vec<Option<String>>> {
+    let mut reads = Vec::with_capacity(text.len());
+    for i in 0..text.len() {
+        let prefix = ours.decode(&text[..i])?;
+        let read = format!("{context}{prefix}");
+        let usable = !read.is_empty() && !prefix.ends_with(char::REPLACEMENT_CHARACTER);
+        reads.push(usable.then_some(read));
     }
+    Ok(reads)
+}
+
+/// Our token whose text is exactly `piece` (the text of a token the suspect predicted), if
+/// there is one.
+pub fn our_token(ours: &TextTokenizer, piece: &str) -> Result<Option<u32>> {
+    if piece.is_empty() || piece.contains(char::REPLACEMENT_CHARACTER) {
+        return Ok(None);
+    }
+    let ids = ours.encode_fragment(piece)?;
+    Ok(match ids.as_slice() {
+        [one] => Some(*one),
+        _ => None,
+    })
 }
 
 /// The sequences read so far, each with the argmax of every row of its logits.

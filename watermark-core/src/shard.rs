@@ -74,6 +74,7 @@ impl ScoredTuples {
             exclude_prompt: rules.exclude_prompt,
             exclude_earlier: rules.exclude_earlier,
             filter: None,
+            unaligned: None,
         };
         // Without deduplication the set is never read or written.
         let statuses = classify(green, prompt, text, scored, rules, &mut TupleSet::default());
@@ -93,8 +94,10 @@ impl ScoredTuples {
                     self.skipped.earlier_in_text += 1;
                     continue;
                 }
-                // Not produced without deduplication or a filter.
-                TokenStatus::Repeated | TokenStatus::NotInFilter => continue,
+                // Not produced without deduplication, a filter or unaligned positions.
+                TokenStatus::Repeated | TokenStatus::NotInFilter | TokenStatus::Unaligned => {
+                    continue
+                }
             };
             let seed = seed_at(green, prompt, text, prompt.len() + i, scored[i]);
             self.tuples.push((seed, scored[i]));

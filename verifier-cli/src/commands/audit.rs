@@ -77,8 +77,9 @@ pub struct AuditArgs {
     /// Qwen2: config.json, *.safetensors, tokenizer.json), read in reading mode over --texts.
     #[arg(long, value_name = "PATH", requires = "texts")]
     pub suspect_model: Option<PathBuf>,
-    /// Open model: our watermarked texts (JSONL) for the suspect to read.
-    #[arg(long, value_name = "FILE", requires = "suspect_model")]
+    /// Open model: our watermarked texts (JSONL) for the suspect to read (--suspect-model,
+    /// or a live endpoint with --suspect-url).
+    #[arg(long, value_name = "FILE")]
     pub texts: Option<PathBuf>,
     /// tokenizer.json for text input (default: the one the profile records).
     #[arg(long, value_name = "FILE")]
@@ -213,9 +214,25 @@ pub fn run(args: &AuditArgs, out: &mut impl Write) -> Result<ExitStatus> {
                 .with_context(|| source.to_string())
         })?;
         Mode::Closed
+    } else if let (Some(url), Some(texts), Some(cache)) =
+        (&args.live.suspect_url, &args.texts, &args.live.cache)
+    {
+        if args.report.dir.is_some() {
+            bail!("--report is not available for a live reading-mode audit yet");
+        }
+        let ours = encoder.tokenizer()?;
+        for read in crate::endpoint::read_texts(&args.live, url, texts, cache, ours)? {
+            audit
+                .add_reading_aligned(&read.prompt, &read.text, &read.predictions)
+                .with_context(|| read.source.clone())?;
+        }
+        Mode::Reading
     } else {
         let (Some(model_path), Some(texts)) = (&args.suspect_model, &args.texts) else {
-            bail!("give --suspect OUTPUTS.jsonl, or --suspect-model MODEL.gguf with --texts OURS.jsonl");
+            bail!(
+                "give --suspect OUTPUTS.jsonl, --suspect-model MODEL.gguf with --texts OURS.jsonl, \
+                 or --suspect-url URL with --prompts PROMPTS.jsonl or --texts OURS.jsonl"
+            );
         };
         let suspect = reading::Suspect::load(model_path, &session, args.threads)?;
         each_answer(texts, "reading", |source, answer| {

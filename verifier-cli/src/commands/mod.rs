@@ -5,7 +5,7 @@ pub mod commit;
 pub mod detect;
 pub mod generate;
 pub mod keygen;
-mod reading;
+pub(crate) mod reading;
 pub mod verify_commitment;
 pub mod verify_report;
 

@@ -63,18 +63,28 @@ impl Suspect {
             return Ok(audit.add_reading(&prompt, &text, &predictions)?);
         };
         let ours = encoder.tokenizer()?;
-        let context = match answer.prompt {
-            Some(Content::Text(text)) if text.trim().is_empty() => String::new(),
-            Some(Content::Text(text)) => tracemark_model::chat_prompt(None, &text),
-            Some(Content::Tokens(ids)) => ours.decode(&ids)?,
-            None => String::new(),
-        };
-        let text = match answer.body {
-            Content::Tokens(ids) => ids,
-            Content::Text(text) => ours.encode_fragment(&text)?,
-        };
+        let (context, text) = context_and_text(answer, ours)?;
         let prompt = ours.encode_fragment(&context)?;
         let read = CrossReader::new(&self.model, theirs, ours).predictions(&context, &text)?;
         Ok(audit.add_reading_aligned(&prompt, &text, &read.predictions)?)
     }
+}
+
+/// One of our texts as a suspect with another tokenizer reads it: the context as text (a text
+/// prompt in the chat template, a prompt of ids decoded) and our token ids of the text.
+pub(crate) fn context_and_text(
+    answer: Document,
+    ours: &TextTokenizer,
+) -> Result<(String, Vec<u32>)> {
+    let context = match answer.prompt {
+        Some(Content::Text(text)) if text.trim().is_empty() => String::new(),
+        Some(Content::Text(text)) => tracemark_model::chat_prompt(None, &text),
+        Some(Content::Tokens(ids)) => ours.decode(&ids)?,
+        None => String::new(),
+    };
+    let text = match answer.body {
+        Content::Tokens(ids) => ids,
+        Content::Text(text) => ours.encode_fragment(&text)?,
+    };
+    Ok((context, text))
 }
