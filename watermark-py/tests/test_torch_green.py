@@ -116,6 +116,11 @@ def test_tensor_contexts_and_row_subsets(tmp_path):
     green.apply_(subset, ids[[1, 4]], rows=[1, 4])
     assert torch.equal(subset[[0, 2, 3]], raw[[0, 2, 3]])
     assert np.array_equal(subset[[1, 4]].numpy(), want[[1, 4]])
+    # The vLLM form: ragged id lists for some rows; a row with too little context is left alone.
+    ragged = raw.clone()
+    green.apply_(ragged, [[5, 6, 7, 8], [1]], rows=torch.tensor([3, 0]))
+    assert np.array_equal(ragged[3].numpy(), green.watermark.applied(raw[3].numpy(), [5, 6, 7, 8]))
+    assert torch.equal(ragged[[0, 1, 2, 4]], raw[[0, 1, 2, 4]])
     # Too little context everywhere: nothing changes.
     short = raw.clone()
     green.apply_(short, ids[:, :1])

@@ -298,7 +298,9 @@ class TorchGreenList:
         self._check_ids(window)
         return window, torch.tensor([i for i, _ in kept], dtype=torch.int64, device=self.device)
 
-    def apply_(self, logits: torch.Tensor, contexts: Contexts, rows: Optional[Iterable[int]] = None) -> torch.Tensor:
+    def apply_(
+        self, logits: torch.Tensor, contexts: Contexts, rows: Union[torch.Tensor, Iterable[int], None] = None
+    ) -> torch.Tensor:
         """Adds δ to the green logits, in place on the logits' device, and returns `logits`.
 
         `logits` is (B, V') with V' ≥ V (padding columns are left alone) or one (V',) row;
@@ -312,7 +314,12 @@ class TorchGreenList:
         matrix = logits if logits.dim() == 2 else logits.reshape(1, -1)
         if matrix.shape[1] < self.vocab_size:
             raise self._input_error(f"a row of {matrix.shape[1]} logits is shorter than the vocabulary ({self.vocab_size})")
-        selected = None if rows is None else torch.as_tensor(list(rows), dtype=torch.int64).to(self.device)
+        if rows is None:
+            selected = None
+        elif isinstance(rows, torch.Tensor):
+            selected = rows.to(device=self.device, dtype=torch.int64)
+        else:
+            selected = torch.tensor(list(rows), dtype=torch.int64).to(self.device)
         count = matrix.shape[0] if selected is None else selected.shape[0]
         windows, have = self.windows(contexts, count)
         if windows.shape[0] == 0:
