@@ -184,3 +184,15 @@ def test_transformers_processor_takes_the_device_path(self_seeded_profile, monke
     assert np.array_equal(proc(ids, f32.clone()).numpy(), green.watermark.applied(f32.numpy(), ids.numpy()))
     device_proc = TracemarkLogitsProcessor.from_profile(self_seeded_profile)
     assert isinstance(device_proc.device_hook, TorchGreenList)
+
+
+@pytest.mark.skipif(os.environ.get("TRACEMARK_TEST_TORCH_COMPILE") != "1", reason="torch.compile takes minutes on CPU; set TRACEMARK_TEST_TORCH_COMPILE=1")
+def test_compiled_block_function_gives_the_same_logits(tmp_path):
+    rng = random.Random(7)
+    for case in range(4):
+        key, scheme, vocab, pad = random_case(rng)
+        green = green_list(tmp_path / f"c{case}", key, vocab, scheme)
+        fused = green.compiled()
+        ids = torch.randint(0, vocab, (3, 5), generator=torch.Generator().manual_seed(case))
+        raw = torch.randn(3, vocab + pad, generator=torch.Generator().manual_seed(case))
+        assert torch.equal(fused.apply_(raw.clone(), ids), green.apply_(raw.clone(), ids))
