@@ -130,6 +130,15 @@ def _halves(words: torch.Tensor) -> torch.Tensor:
     return torch.stack((words & 0xFFFF, (words >> 16) & 0xFFFF), dim=-1).flatten(-2)
 
 
+def _resolve_device(device: Union[str, torch.device, None]) -> torch.device:
+    """`device` with its index filled in ("cuda" is "cuda:0" for tensors), so it compares equal
+    to a tensor's `.device`."""
+    resolved = torch.device(device if device is not None else "cpu")
+    if resolved.type == "cuda" and resolved.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    return resolved
+
+
 def read_key_file(path: Union[str, "os.PathLike[str]"]) -> bytes:
     """The 32 key bytes of a ``tracemark-key-v1`` file (the Rust reader has already checked its
     permissions by the time the constructors below call this)."""
@@ -157,7 +166,7 @@ class TorchGreenList:
         if len(key) != 32 or key_fingerprint(key) != watermark.key_fingerprint:
             raise InputError("the key does not match the watermark's key fingerprint")
         self.watermark = watermark
-        self.device = torch.device(device if device is not None else "cpu")
+        self.device = _resolve_device(device)
         scheme = watermark.scheme
         self.vocab_size: int = watermark.vocab_size
         self.context_width: int = watermark.context_width
@@ -345,7 +354,7 @@ class TorchGreenList:
         """This green list on another device (the tables move; nothing is recomputed)."""
         other = object.__new__(TorchGreenList)
         other.__dict__.update(self.__dict__)
-        other.device = torch.device(device)
+        other.device = _resolve_device(device)
         other.key_words = self.key_words.to(other.device)
         other.token_hash = None if self.token_hash is None else self.token_hash.to(other.device)
         other.self_green = None if self.self_green is None else self.self_green.to(other.device)
