@@ -139,6 +139,16 @@ def test_low_precision_rows_match_the_host_round_trip(tmp_path):
         assert torch.equal(got, torch.from_numpy(want).to(dtype))
 
 
+def test_gamma_halfway_between_thresholds_rounds_as_rust_does(tmp_path):
+    """γ·65536 = 1000.5 is threshold 1001 (half away from zero), where Python's round gives 1000."""
+    green = green_list(tmp_path, bytes([6] * 32), 20000, tracemark.Scheme("previous", 1, 1000.5 / 65536, 2.0))
+    assert green.threshold == 1001
+    raw = torch.zeros(1, 20000)
+    for token in range(200):
+        row = green.apply_(raw.clone(), [[token]])
+        assert np.array_equal(row.numpy(), green.watermark.applied(raw.numpy(), [[token]]))
+
+
 def test_bad_inputs_are_input_errors(tmp_path):
     green = green_list(tmp_path, bytes([3] * 32), 100, tracemark.Scheme())
     with pytest.raises(tracemark.InputError, match="outside the vocabulary"):

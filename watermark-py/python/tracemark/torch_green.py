@@ -23,6 +23,7 @@ logical), and the 64-bit seed derivation is int64 (wrapping multiplication, mask
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from typing import TYPE_CHECKING, Callable, Iterable, Optional, Sequence, Tuple, Union
 
@@ -172,7 +173,8 @@ class TorchGreenList:
         self.context_width: int = watermark.context_width
         self.self_seeded = scheme.seeding == "self-seeded"
         self.delta = float(scheme.delta)
-        self.threshold = int(round(scheme.gamma * 65536.0))
+        # Rust's f64::round (half away from zero), not Python's round (half to even).
+        self.threshold = math.floor(scheme.gamma * 65536.0 + 0.5)
         seeding_id = 2 if self.self_seeded else 1
         self.tag = 0x7472_6163_656D_0000 ^ (seeding_id << 8) ^ scheme.width
         words = [int.from_bytes(key[i : i + 4], "little") for i in range(0, 32, 4)]
