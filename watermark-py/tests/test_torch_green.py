@@ -155,6 +155,8 @@ def test_bad_inputs_are_input_errors(tmp_path):
         green.apply_(torch.zeros(1, 100), [[1, 100]])
     with pytest.raises(tracemark.InputError, match="outside the vocabulary"):
         green.apply_(torch.zeros(1, 100), torch.tensor([[-1, 2]]))
+    with pytest.raises(tracemark.InputError, match="lists of token ids"):
+        green.apply_(torch.zeros(1, 100), [[1, 2**70]])
     with pytest.raises(tracemark.InputError, match="shorter than the vocabulary"):
         green.apply_(torch.zeros(1, 99), [[1, 2]])
     with pytest.raises(tracemark.InputError, match="contexts for"):

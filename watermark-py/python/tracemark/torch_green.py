@@ -306,7 +306,10 @@ class TorchGreenList:
         if len(contexts) != rows:
             raise self._input_error(f"{len(contexts)} contexts for {rows} rows of logits")
         kept = [(i, list(c)[len(c) - w :]) for i, c in enumerate(contexts) if len(c) >= w]
-        window = torch.tensor([c for _, c in kept], dtype=torch.int64).reshape(len(kept), w).to(self.device)
+        try:
+            window = torch.tensor([c for _, c in kept], dtype=torch.int64).reshape(len(kept), w).to(self.device)
+        except (OverflowError, RuntimeError, TypeError, ValueError) as e:
+            raise self._input_error(f"contexts must be lists of token ids: {e}") from None
         self._check_ids(window)
         return window, torch.tensor([i for i, _ in kept], dtype=torch.int64, device=self.device)
 
