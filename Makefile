@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: fuzz help demo test test-live lint fmt bench bench-model build model eval radioactivity radioactivity-neural python test-python bench-python test-browser test-ray scale-ray
+.PHONY: fuzz help demo test test-live lint fmt bench bench-model build model eval radioactivity radioactivity-neural python test-python bench-python test-browser test-ray scale-ray test-torch bench-torch
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -106,3 +106,13 @@ fuzz: ## Coverage-guided fuzzing of every parser an audited party reaches (night
 	  echo "== $$target ($(FUZZ_SECONDS) s)"; \
 	  cargo +nightly fuzz run $$target -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 || exit 1; \
 	done
+
+# torch comes from the vLLM environment when scripts/vllm-venv.sh is there, else it is installed
+# into watermark-py/.venv (scripts/torch-python.sh says how).
+test-torch: ## The torch hook (tracemark.torch_green) against the Rust hook, bit for bit, and the transformers adapter
+	@py="$$(bash scripts/torch-python.sh)" && $(CARGO) build -p verifier-cli && \
+	  TRACEMARK_BIN="$${CARGO_TARGET_DIR:-target}/debug/tracemark" TRACEMARK_REQUIRE_TORCH=1 \
+	  "$$py" -m pytest -q watermark-py/tests/test_torch_green.py watermark-py/tests/test_adapters.py
+
+bench-torch: ## Per-step cost of the torch hook against the Rust hook (CPU; CUDA columns when a GPU is there)
+	@py="$$(bash scripts/torch-python.sh)" && "$$py" scripts/bench-torch-hook.py
