@@ -1151,6 +1151,14 @@ fn audit_reads_texts_through_a_hugging_face_checkpoint() {
     assert_eq!(report["watermarked"], false, "{report}");
     assert!(report["scored"].as_u64().expect("a count") > 0, "{report}");
 
+    // Closed-mode generation from the checkpoint, watermarked (its tokenizer is the profile's).
+    let gen = sb.run("generate --profile k/profile.toml --model ckpt --prompt Rain --max-tokens 6 --seed 1 --json");
+    assert_eq!(gen.code, 0, "{gen:?}");
+    let answer: Value = serde_json::from_str(gen.stdout.trim()).expect("one JSON answer");
+    let tokens = answer["tokens"].as_array().expect("token ids").len();
+    assert!((1..=6).contains(&tokens), "{answer}");
+    assert_eq!(answer["watermarked"], true);
+
     // The same weights behind another tokenizer: a quarter of the merges removed.
     let path = sb.path("ckpt/tokenizer.json");
     let mut tokenizer: Value =
@@ -1187,6 +1195,19 @@ fn audit_reads_texts_through_a_hugging_face_checkpoint() {
     assert_eq!(
         scored + skipped,
         aligned["tokens"].as_u64().expect("a count")
+    );
+    // It cannot write our watermark, but answers in plain text for a closed-model audit.
+    assert_error(
+        &sb.run("generate --profile k/profile.toml --model ckpt --prompt Hi --max-tokens 4"),
+        "tokenizer",
+    );
+    let plain = sb.run("generate --profile k/profile.toml --model ckpt --prompt Rain --max-tokens 6 --no-watermark --json");
+    assert_eq!(plain.code, 0, "{plain:?}");
+    assert!(plain.stderr.contains("text only"), "{plain:?}");
+    let answer: Value = serde_json::from_str(plain.stdout.trim()).expect("one JSON answer");
+    assert!(
+        answer.get("tokens").is_none() && answer["completion"].is_string(),
+        "{answer}"
     );
 
     sb.keygen("other", "--vocab-size 49152");

@@ -55,6 +55,8 @@ pub struct CheckpointConfig {
     pub tied_embeddings: bool,
     /// Longest sequence the model reads.
     pub max_positions: usize,
+    /// Tokens that end a generated text (`eos_token_id`: one id or a list; may be empty).
+    pub eos_token_ids: Vec<u32>,
 }
 
 /// The fields of `config.json` that name the family, read first: another family's config
@@ -86,6 +88,7 @@ struct RawConfig {
     sliding_window: Option<usize>,
     use_sliding_window: Option<bool>,
     max_window_layers: Option<usize>,
+    eos_token_id: Option<serde_json::Value>,
 }
 
 /// Parses and checks `config.json`; the error is one line naming what is wrong.
@@ -114,7 +117,28 @@ pub fn parse(bytes: &[u8]) -> Result<CheckpointConfig, String> {
         kv_heads,
         tied_embeddings,
         max_positions: raw.max_position_embeddings,
+        eos_token_ids: eos_token_ids(raw.eos_token_id.as_ref(), raw.vocab_size)?,
     })
+}
+
+/// `eos_token_id` as ids: absent or null is none, else one id or a list of ids in the vocabulary.
+fn eos_token_ids(value: Option<&serde_json::Value>, vocab_size: usize) -> Result<Vec<u32>, String> {
+    let one = |v: &serde_json::Value| -> Result<u32, String> {
+        v.as_u64()
+            .filter(|&id| id < vocab_size as u64)
+            .map(|id| id as u32)
+            .ok_or_else(|| {
+                format!("eos_token_id: {v} is not a token id below vocab_size {vocab_size}")
+            })
+    };
+    match value {
+        None | Some(serde_json::Value::Null) => Ok(Vec::new()),
+        Some(serde_json::Value::Array(ids)) if ids.len() <= 64 => ids.iter().map(one).collect(),
+        Some(serde_json::Value::Array(ids)) => {
+            Err(format!("eos_token_id: {} ids, more than 64", ids.len()))
+        }
+        Some(v) => Ok(vec![one(v)?]),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

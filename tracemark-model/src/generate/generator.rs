@@ -9,6 +9,8 @@ use watermark_core::TextTokenizer;
 
 use super::observer::{Observer, Tokens};
 use super::run::{run, End, Job, Limits, Output};
+use super::source::LogitsSource;
+use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
 use crate::llama::{Llama, LoadOptions};
 use crate::tokenizer::{chat_prompt, GgufTokenizer};
@@ -62,15 +64,30 @@ pub struct Completion {
     pub end: End,
 }
 
-/// The default model and its tokenizer.
+/// A model and its tokenizer: the default model (a GGUF file run by the crate's own llama), or
+/// a Hugging Face checkpoint (`Generator<Checkpoint>`).
 #[derive(Debug)]
-pub struct Generator {
-    model: Llama,
+pub struct Generator<M = Llama> {
+    model: M,
     tokenizer: TextTokenizer,
     stop_ids: Vec<u32>,
 }
 
-impl Generator {
+impl Generator<Checkpoint> {
+    /// Loads a Hugging Face checkpoint directory with its `tokenizer.json`; its stop tokens are
+    /// `config.json`'s `eos_token_id` (none: every answer runs to `max_tokens`).
+    pub fn load_checkpoint(dir: &Path) -> Result<Self> {
+        let (model, tokenizer) = Checkpoint::load(dir)?;
+        let stop_ids = model.config().eos_token_ids.clone();
+        Ok(Generator {
+            model,
+            tokenizer,
+            stop_ids,
+        })
+    }
+}
+
+impl Generator<Llama> {
     /// Loads the model and rebuilds its tokenizer from the same GGUF file.
     pub fn load(path: &Path, options: &LoadOptions) -> Result<Self> {
         let gguf = GgufTokenizer::from_file(path)?;
@@ -83,9 +100,11 @@ impl Generator {
             stop_ids,
         })
     }
+}
 
+impl<M: LogitsSource> Generator<M> {
     /// The model.
-    pub fn model(&self) -> &Llama {
+    pub fn model(&self) -> &M {
         &self.model
     }
 
@@ -99,7 +118,8 @@ impl Generator {
         Ok(self.tokenizer.encode(&chat_prompt(None, user))?)
     }
 
-    /// Tokens that end an answer (from the GGUF metadata); the first is the model's EOS.
+    /// Tokens that end an answer (from the GGUF metadata or `config.json`); the first is the
+    /// model's EOS.
     pub fn stop_ids(&self) -> &[u32] {
         &self.stop_ids
     }

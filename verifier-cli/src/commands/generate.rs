@@ -1,5 +1,6 @@
-//! `tracemark generate`: watermarked (or plain) answers from the default model, streamed as
-//! text or written as JSON lines that `detect` reads back; or token ids from the synthetic model.
+//! `tracemark generate`: watermarked (or plain) answers from the default model (or another GGUF
+//! file, or a Hugging Face checkpoint), streamed as text or written as JSON lines that `detect`
+//! reads back; or token ids from the synthetic model.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -9,7 +10,7 @@ use anyhow::{anyhow, bail, Result};
 use clap::Args;
 use serde::Serialize;
 use tracemark_model::generate::{
-    AnswerSink, Completion, End, GenerateOptions, Generator, Job, Limits, PerContext,
+    AnswerSink, Completion, End, GenerateOptions, Generator, Job, Limits, LogitsSource, PerContext,
 };
 use tracemark_model::llama::{set_threads, LoadOptions};
 use watermark_core::GreenList;
@@ -34,8 +35,10 @@ pub struct GenerateArgs {
     /// `id`): one JSON object out per prompt, batched, with progress on stderr.
     #[arg(long, value_name = "FILE", conflicts_with = "synthetic")]
     pub prompts: Option<PathBuf>,
-    /// GGUF model file (default: the cached SmolLM2-135M-Instruct; `make model` fetches it).
-    #[arg(long, value_name = "FILE")]
+    /// GGUF model file, or a Hugging Face checkpoint directory (llama or Qwen2) (default: the
+    /// cached SmolLM2-135M-Instruct; `make model` fetches it). A model whose tokenizer is not
+    /// the profile's answers only with --no-watermark, in text (no token ids in --json).
+    #[arg(long, value_name = "PATH")]
     pub model: Option<PathBuf>,
     /// Prompts run through the model together.
     #[arg(long, value_name = "B", default_value_t = 8,
@@ -105,10 +108,38 @@ pub fn run(args: &GenerateArgs, out: &mut impl Write) -> Result<()> {
         Some(p) => p.clone(),
         None => tracemark_model::locate_default_model()?,
     };
-    let generator = Generator::load(&model_path, &LoadOptions::default())?;
-    // The watermark is only meaningful with the tokenizer the profile is bound to.
-    if green.is_some() || profile.tokenizer.is_some() {
-        profile.check_tokenizer(generator.tokenizer().fingerprint())?;
+    if model_path.is_dir() {
+        let generator = Generator::load_checkpoint(&model_path)?;
+        answer_all(&generator, args, &profile, green, sampling, &prompts, out)
+    } else {
+        let generator = Generator::load(&model_path, &LoadOptions::default())?;
+        answer_all(&generator, args, &profile, green, sampling, &prompts, out)
+    }
+}
+
+/// Answers every prompt with `generator`, writing each answer as its batch ends.
+fn answer_all<M: LogitsSource>(
+    generator: &Generator<M>,
+    args: &GenerateArgs,
+    profile: &Profile,
+    green: Option<GreenList>,
+    sampling: Sampling,
+    prompts: &[Prompt],
+    out: &mut impl Write,
+) -> Result<()> {
+    // The watermark is only meaningful with the tokenizer the profile is bound to; plain answers
+    // of a model with another tokenizer go out as text, for detect and audit to re-tokenize.
+    let fingerprint = generator.tokenizer().fingerprint();
+    let same_tokenizer = profile.check_tokenizer(fingerprint).is_ok();
+    if green.is_some() && !same_tokenizer {
+        profile.check_tokenizer(fingerprint)?;
+    }
+    let ids = same_tokenizer || profile.tokenizer.is_none();
+    if !ids {
+        eprintln!(
+            "note: the model's tokenizer ({fingerprint}) is not the profile's: answers are \
+             written as text only, for detect and audit to re-tokenize"
+        );
     }
     let options = GenerateOptions {
         max_tokens: args.max_tokens as usize,
@@ -122,8 +153,9 @@ pub fn run(args: &GenerateArgs, out: &mut impl Write) -> Result<()> {
     let mut writer = AnswerWriter {
         out,
         tokenizer: generator.tokenizer(),
-        prompts: &prompts,
+        prompts,
         json: args.json,
+        ids,
         watermarked: green.is_some(),
         stream: !args.json && texts.len() == 1,
         streamed: Vec::new(),
@@ -137,7 +169,7 @@ pub fn run(args: &GenerateArgs, out: &mut impl Write) -> Result<()> {
     writer.progress.finish(started);
     result?;
     if writer.cut > 0 {
-        let context = generator.model().config().context_length;
+        let context = generator.model().max_context().unwrap_or(0);
         eprintln!(
             "note: {} answer(s) stopped where prompt and answer filled the model's context \
              ({context} tokens): stop_reason \"context_full\"",
@@ -155,6 +187,8 @@ struct AnswerWriter<'a, W: Write> {
     tokenizer: &'a TextTokenizer,
     prompts: &'a [Prompt],
     json: bool,
+    /// Write token ids (the model's tokenizer is the profile's).
+    ids: bool,
     watermarked: bool,
     /// Print the one answer as it grows.
     stream: bool,
@@ -206,7 +240,11 @@ impl<W: Write> AnswerSink for AnswerWriter<'_, W> {
             }
             writeln!(self.out)?;
         } else if self.json {
-            let answer = Answer::new(prompt, &completion, self.watermarked);
+            let mut answer = Answer::new(prompt, &completion, self.watermarked);
+            if !self.ids {
+                answer.prompt_tokens = None;
+                answer.tokens = None;
+            }
             writeln!(self.out, "{}", serde_json::to_string(&answer)?)?;
         } else {
             writeln!(
@@ -265,8 +303,11 @@ struct Answer<'a> {
     id: Option<&'a serde_json::Value>,
     prompt: &'a str,
     completion: &'a str,
-    prompt_tokens: &'a [u32],
-    tokens: &'a [u32],
+    /// Left out when the model's tokenizer is not the profile's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prompt_tokens: Option<&'a [u32]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tokens: Option<&'a [u32]>,
     watermarked: bool,
     stopped: bool,
     /// `stop_token`, `max_tokens` or `context_full`.
@@ -279,8 +320,8 @@ impl<'a> Answer<'a> {
             id: prompt.id.as_ref(),
             prompt: &prompt.prompt,
             completion: &c.completion,
-            prompt_tokens: &c.prompt_ids,
-            tokens: &c.completion_ids,
+            prompt_tokens: Some(&c.prompt_ids),
+            tokens: Some(&c.completion_ids),
             watermarked,
             stopped: c.stopped,
             stop_reason: c.end.as_str(),
