@@ -349,21 +349,9 @@ fn check_predictions(predictions: usize, text: usize) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::tests::green;
+    use crate::detect::tests::{green, pseudo_text};
     use crate::detect::{detect_in_corpus, DetectOptions};
     use crate::{Scheme, SecretKey, Seeding};
-
-    fn pseudo_text(seed: u64, n: usize) -> Vec<u32> {
-        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x % 1000) as u32
-            })
-            .collect()
-    }
 
     #[test]
     fn closed_audit_pools_exactly_what_corpus_detection_scores() {

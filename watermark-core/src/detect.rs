@@ -211,6 +211,19 @@ pub(crate) mod tests {
     use crate::{Scheme, SecretKey, Seeding};
 
     /// A green list over 1000 tokens; shared with the audit's tests.
+    /// Token ids in 0..1000 from a xorshift stream: a text no model wrote.
+    pub(crate) fn pseudo_text(seed: u64, n: usize) -> Vec<u32> {
+        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x % 1000) as u32
+            })
+            .collect()
+    }
+
     pub(crate) fn green(seeding: Seeding, width: usize) -> GreenList {
         let scheme = Scheme {
             seeding,

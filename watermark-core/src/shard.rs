@@ -112,21 +112,9 @@ impl ScoredTuples {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::tests::green;
+    use crate::detect::tests::{green, pseudo_text};
     use crate::{Audit, AuditOptions, Seeding};
     use std::collections::HashSet;
-
-    fn pseudo_text(seed: u64, n: usize) -> Vec<u32> {
-        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x % 1000) as u32
-            })
-            .collect()
-    }
 
     /// (scored, green, repeated) from distinct tuples, in whatever order they come.
     fn distinct_counts(parts: &[ScoredTuples]) -> (u64, u64, u64) {

@@ -12,7 +12,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use super::client::RequestParams;
+use super::client::{Reply, RequestParams};
+use super::pool::Job;
 use crate::input::{Input, IoWording};
 
 /// One answer, as the cache holds it.
@@ -31,6 +32,22 @@ pub struct CachedAnswer {
     pub endpoint: String,
     /// How it was asked; every line of a cache must agree.
     pub request: RequestParams,
+}
+
+impl CachedAnswer {
+    /// The answer `reply` to `job`, as it arrived now from `endpoint`, asked with `request`.
+    pub fn arrived(job: &Job, reply: Reply, endpoint: &str, request: &RequestParams) -> Self {
+        CachedAnswer {
+            query: job.query,
+            prompt: job.prompt.clone(),
+            response: reply.text,
+            model: reply.model,
+            finish_reason: reply.finish_reason,
+            timestamp: timestamp_now(),
+            endpoint: endpoint.to_string(),
+            request: request.clone(),
+        }
+    }
 }
 
 /// An open cache, ready to append to.

@@ -246,16 +246,7 @@ impl Collection<'_> {
     /// Writes a new answer to the cache, then scores it.
     fn arrived(&mut self, cache: &mut AnswerCache, job: &Job, reply: Reply) -> Result<()> {
         self.check_model(reply.model.as_deref())?;
-        let answer = CachedAnswer {
-            query: job.query,
-            prompt: job.prompt.clone(),
-            response: reply.text,
-            model: reply.model,
-            finish_reason: reply.finish_reason,
-            timestamp: cache::timestamp_now(),
-            endpoint: self.endpoint.clone(),
-            request: self.params.clone(),
-        };
+        let answer = CachedAnswer::arrived(job, reply, &self.endpoint, &self.params);
         cache.append(&answer)?;
         self.progress.asked();
         self.score(&answer.prompt, &answer.response)

@@ -94,16 +94,7 @@ pub fn read_texts(
         args.concurrency as usize,
         args.rate,
         |job, reply| {
-            let answer = CachedAnswer {
-                query: job.query,
-                prompt: job.prompt.clone(),
-                response: reply.text,
-                model: reply.model,
-                finish_reason: reply.finish_reason,
-                timestamp: cache::timestamp_now(),
-                endpoint: endpoint.clone(),
-                request: params.clone(),
-            };
+            let answer = CachedAnswer::arrived(job, reply, &endpoint, &params);
             cache.append(&answer)?;
             progress.asked();
             progress.show(0, 0.0);
