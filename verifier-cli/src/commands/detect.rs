@@ -213,23 +213,17 @@ pub(crate) fn read_documents(args: &DetectArgs) -> Result<Vec<Document>> {
     Ok(documents)
 }
 
-/// Scores one document; with `show_tokens`, also keeps each token's text for the table.
-fn score(
+/// A document's source, prompt ids and body ids, and whether its body was text. The tokenizer
+/// is needed (and loaded by the caller) whenever some document is text.
+pub(crate) fn encode_document(
     doc: Document,
-    green: &GreenList,
     tokenizer: Option<&TextTokenizer>,
-    options: &DetectOptions,
-    show_tokens: bool,
-) -> Result<Scored> {
+) -> Result<(String, Vec<u32>, Vec<u32>, bool)> {
     let source = doc.source;
     let encode = |content: Content| -> Result<Vec<u32>> {
         match content {
             Content::Tokens(ids) => Ok(ids),
-            Content::Text(text) => {
-                // Loaded by the caller whenever some document is text.
-                let tok = tokenizer.ok_or(Error::NoTokenizer)?;
-                Ok(tok.encode(&text)?)
-            }
+            Content::Text(text) => Ok(tokenizer.ok_or(Error::NoTokenizer)?.encode(&text)?),
         }
     };
     let text_body = matches!(doc.body, Content::Text(_));
@@ -239,6 +233,19 @@ fn score(
         None => Vec::new(),
     };
     let ids = encode(doc.body).with_context(|| source.clone())?;
+    Ok((source, prompt, ids, text_body))
+}
+
+/// Scores one document; with `show_tokens`, also keeps each token's text for the table.
+fn score(
+    mut doc: Document,
+    green: &GreenList,
+    tokenizer: Option<&TextTokenizer>,
+    options: &DetectOptions,
+    show_tokens: bool,
+) -> Result<Scored> {
+    let id = doc.id.take();
+    let (source, prompt, ids, text_body) = encode_document(doc, tokenizer)?;
     let detection = detect(green, &prompt, &ids, options).with_context(|| source.clone())?;
     let pieces = if show_tokens {
         Some(match (tokenizer, text_body) {
@@ -254,7 +261,7 @@ fn score(
     };
     Ok(Scored {
         source,
-        id: doc.id,
+        id,
         detection,
         pieces,
     })

@@ -5,12 +5,12 @@ use anyhow::{Context, Result};
 use watermark_core::evidence::{
     skipped_by_rule, DocumentFinding, Findings, Statistics, TokenFinding, WindowFinding,
 };
-use watermark_core::{detect, DetectOptions, Detection, Error, Fpr, ProfileSession};
+use watermark_core::{detect, DetectOptions, Detection, Fpr, ProfileSession};
 use watermark_core::{TextTokenizer, TokenStatus};
 
 use super::{input_file, tokenizer_input, Run};
 use crate::commands::detect::{read_documents, DetectArgs};
-use crate::input::{Content, Document};
+use crate::input::Document;
 
 /// Scores `args`' documents again, keeping every token, and names the files read.
 pub(crate) fn detect_findings(
@@ -66,25 +66,14 @@ pub(crate) fn detect_findings(
 }
 
 fn document_finding(
-    doc: Document,
+    mut doc: Document,
     session: &ProfileSession,
     tokenizer: Option<&TextTokenizer>,
     options: &DetectOptions,
 ) -> Result<DocumentFinding> {
-    let source = doc.source;
-    let encode = |content: Content| -> Result<Vec<u32>> {
-        match content {
-            Content::Tokens(ids) => Ok(ids),
-            Content::Text(text) => Ok(tokenizer.ok_or(Error::NoTokenizer)?.encode(&text)?),
-        }
-    };
-    let text_body = matches!(doc.body, Content::Text(_));
-    let prompt = match doc.prompt {
-        Some(Content::Text(p)) if p.trim().is_empty() => Vec::new(),
-        Some(p) => encode(p).with_context(|| format!("{source}: prompt"))?,
-        None => Vec::new(),
-    };
-    let ids = encode(doc.body).with_context(|| source.clone())?;
+    let id = doc.id.take();
+    let (source, prompt, ids, text_body) =
+        crate::commands::detect::encode_document(doc, tokenizer)?;
     let detection =
         detect(session.green_list(), &prompt, &ids, options).with_context(|| source.clone())?;
     let texts = pieces(&ids, tokenizer, text_body).with_context(|| source.clone())?;
@@ -112,7 +101,7 @@ fn document_finding(
         }),
         tokens,
         source,
-        id: doc.id,
+        id,
     })
 }
 
