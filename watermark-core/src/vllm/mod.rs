@@ -12,7 +12,9 @@ pub use key::{derive_watermark_key, key_fingerprint};
 pub use philox::{
     context_state, philox4x32_10, prf_word, token_word, uniform, word_to_uniform, PAD_TOKEN,
 };
-pub use score::{detect_gumbel, token_score, GumbelScanner, GumbelScore, MAX_CONTEXT_WIDTH};
+pub use score::{
+    detect_gumbel, token_score, ContextScope, GumbelScanner, GumbelScore, MAX_CONTEXT_WIDTH,
+};
 
 /// The scheme family's name in profiles and reports.
 pub const VLLM_SCHEME: &str = "vllm-gumbel-philox-v1";

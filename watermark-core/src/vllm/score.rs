@@ -29,8 +29,8 @@ pub fn token_score(uniform: f32) -> f64 {
 pub struct GumbelScore {
     /// Tokens scored (one per distinct context): the Gamma shape n.
     pub scored: u64,
-    /// Tokens skipped because their context had been scored already.
-    pub repeated: u64,
+    /// Tokens not scored: their context was a repeat (or, with [`ContextScope::All`], partial).
+    pub skipped: u64,
     /// Sum of the per-token scores (vLLM's `score`).
     pub score: f64,
     /// log10 P(Gamma(n, 1) >= score), exact and never clamped.
@@ -46,18 +46,34 @@ impl GumbelScore {
     }
 }
 
-/// Scores token sequences (documents) for vLLM's `gumbel` watermark under one key. Each
-/// document's contexts start with `width` padding slots (vLLM's `-1`), as vLLM builds them from
-/// the generated tokens alone; with `deduplicate`, a context is scored once across all documents
-/// added.
+/// Which earlier contexts make a token's context a repeat, as vLLM's
+/// `WatermarkConfig.deduplicate_contexts` (the generator sampled such tokens without the
+/// watermark, so the detector must not score them).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContextScope {
+    /// Every token is scored (vLLM's `none`; its detector with `deduplicate_contexts=False`).
+    None,
+    /// A context already seen among the generated tokens is a repeat (vLLM's default).
+    #[default]
+    SingleTurn,
+    /// Contexts of the prompt count too, and the first `width` generated tokens, whose context
+    /// is partly padding, are not scored (vLLM's `all`).
+    All,
+}
+
+/// Scores token sequences (documents) for vLLM's `gumbel` watermark under one key: one scanner
+/// is one test, so a context is scored once across all the documents it is given. Contexts are
+/// the `width` previous generated tokens, padded at the start with vLLM's `-1`, since vLLM
+/// builds them from the generated tokens alone.
 #[derive(Clone, Debug)]
 pub struct GumbelScanner {
     key: u64,
     width: usize,
-    deduplicate: bool,
+    scope: ContextScope,
     seen: HashSet<Vec<i64>>,
     scored: u64,
-    repeated: u64,
+    skipped: u64,
     /// Neumaier-compensated running sum of the scores.
     sum: f64,
     compensation: f64,
@@ -65,7 +81,7 @@ pub struct GumbelScanner {
 
 impl GumbelScanner {
     /// A scanner for `key` (vLLM's `--watermark-config` key) at context width `width`.
-    pub fn new(key: u64, width: usize, deduplicate: bool) -> Result<Self> {
+    pub fn new(key: u64, width: usize, scope: ContextScope) -> Result<Self> {
         if width == 0 || width > MAX_CONTEXT_WIDTH {
             return Err(Error::InvalidParameter(format!(
                 "vLLM context width {width} must lie in 1..={MAX_CONTEXT_WIDTH}"
@@ -74,28 +90,57 @@ impl GumbelScanner {
         Ok(GumbelScanner {
             key,
             width,
-            deduplicate,
+            scope,
             seen: HashSet::new(),
             scored: 0,
-            repeated: 0,
+            skipped: 0,
             sum: 0.0,
             compensation: 0.0,
         })
     }
 
-    /// Scores one document's token ids.
-    pub fn add_document(&mut self, tokens: &[u32]) {
+    /// Scores one document: the generated token ids, after `prompt` (read only with
+    /// [`ContextScope::All`]).
+    pub fn add_document(&mut self, prompt: &[u32], tokens: &[u32]) {
+        if self.scope == ContextScope::All {
+            self.add_with_prompt_history(prompt, tokens);
+            return;
+        }
         let mut context = vec![philox::PAD_TOKEN; self.width];
         for &token in tokens {
-            let fresh = !self.deduplicate || self.seen.insert(context.clone());
-            if fresh {
-                let u = philox::uniform(self.key, &context, i64::from(token));
-                self.add_score(token_score(u));
-            } else {
-                self.repeated += 1;
-            }
+            let fresh = self.scope == ContextScope::None || self.seen.insert(context.clone());
+            self.score_or_skip(fresh, &context, token);
             context.remove(0);
             context.push(i64::from(token));
+        }
+    }
+
+    /// [`ContextScope::All`], as vLLM's generator applies it: the history is every window of
+    /// prompt and answer (padded at the prompt's start) before the current position, and the
+    /// first `width` answer tokens, whose vLLM context is partly padding, are not scored.
+    fn add_with_prompt_history(&mut self, prompt: &[u32], tokens: &[u32]) {
+        let padded: Vec<i64> = std::iter::repeat_n(philox::PAD_TOKEN, self.width)
+            .chain(prompt.iter().chain(tokens).map(|&t| i64::from(t)))
+            .collect();
+        for (position, window) in padded.windows(self.width).enumerate() {
+            let Some(answer_index) = position.checked_sub(prompt.len()) else {
+                self.seen.insert(window.to_vec());
+                continue;
+            };
+            let Some(&token) = tokens.get(answer_index) else {
+                break;
+            };
+            let fresh = self.seen.insert(window.to_vec()) && answer_index >= self.width;
+            self.score_or_skip(fresh, window, token);
+        }
+    }
+
+    fn score_or_skip(&mut self, fresh: bool, context: &[i64], token: u32) {
+        if fresh {
+            let u = philox::uniform(self.key, context, i64::from(token));
+            self.add_score(token_score(u));
+        } else {
+            self.skipped += 1;
         }
     }
 
@@ -116,7 +161,7 @@ impl GumbelScanner {
         let log10_p_value = stats::gamma_log10_sf(self.scored, score);
         GumbelScore {
             scored: self.scored,
-            repeated: self.repeated,
+            skipped: self.skipped,
             score,
             log10_p_value,
             p_value: stats::p_from_log10(log10_p_value),
@@ -124,15 +169,21 @@ impl GumbelScanner {
     }
 }
 
-/// Scores one token sequence, as vLLM's `GumbelWatermarkDetector(key, width).detect(tokens)`.
+/// Scores one token sequence, as vLLM's `GumbelWatermarkDetector(key, width,
+/// deduplicate_contexts=deduplicate).detect(tokens)`.
 pub fn detect_gumbel(
     key: u64,
     width: usize,
     tokens: &[u32],
     deduplicate: bool,
 ) -> Result<GumbelScore> {
-    let mut scanner = GumbelScanner::new(key, width, deduplicate)?;
-    scanner.add_document(tokens);
+    let scope = if deduplicate {
+        ContextScope::SingleTurn
+    } else {
+        ContextScope::None
+    };
+    let mut scanner = GumbelScanner::new(key, width, scope)?;
+    scanner.add_document(&[], tokens);
     Ok(scanner.finish())
 }
 
@@ -144,8 +195,8 @@ mod tests {
 
     #[test]
     fn bad_widths_are_refused() {
-        assert!(GumbelScanner::new(1, 0, true).is_err());
-        assert!(GumbelScanner::new(1, MAX_CONTEXT_WIDTH + 1, true).is_err());
+        assert!(GumbelScanner::new(1, 0, ContextScope::SingleTurn).is_err());
+        assert!(GumbelScanner::new(1, MAX_CONTEXT_WIDTH + 1, ContextScope::None).is_err());
     }
 
     #[test]
@@ -153,12 +204,26 @@ mod tests {
         let tokens = [5u32, 5, 5, 5, 5, 5, 5, 5];
         let s = detect_gumbel(9, 2, &tokens, true).unwrap();
         // contexts: [-1,-1], [-1,5], then [5,5] six times.
-        assert_eq!((s.scored, s.repeated), (3, 5));
+        assert_eq!((s.scored, s.skipped), (3, 5));
         let all = detect_gumbel(9, 2, &tokens, false).unwrap();
-        assert_eq!((all.scored, all.repeated), (8, 0));
+        assert_eq!((all.scored, all.skipped), (8, 0));
         let empty = detect_gumbel(9, 2, &[], true).unwrap();
         assert_eq!(empty.log10_p_value, 0.0);
         assert!(!empty.is_significant(0.5));
+    }
+
+    #[test]
+    fn scope_all_skips_partial_contexts_and_prompt_contexts() {
+        let mut scanner = GumbelScanner::new(3, 2, ContextScope::All).unwrap();
+        // Tokens 0 and 1 have partial contexts. Token 2's context [7, 8] is a prompt window,
+        // token 3's [8, 9] the window before answer token 0; token 4's [9, 1] is new.
+        scanner.add_document(&[7, 8, 9], &[7, 8, 9, 1, 2]);
+        let first = scanner.finish();
+        assert_eq!((first.scored, first.skipped), (1, 4));
+        // The same answer again in the same test: every full context is now history.
+        scanner.add_document(&[], &[7, 8, 9, 1, 2]);
+        let second = scanner.finish();
+        assert_eq!((second.scored, second.skipped), (1, 9));
     }
 
     /// Under the null the p-value is uniform: with 2000 random texts of 50 tokens, the share
