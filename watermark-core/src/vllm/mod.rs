@@ -6,12 +6,16 @@
 
 mod key;
 mod philox;
+#[cfg(feature = "profile")]
+mod profile;
 mod score;
 
 pub use key::{derive_watermark_key, key_fingerprint};
 pub use philox::{
     context_state, philox4x32_10, prf_word, token_word, uniform, word_to_uniform, PAD_TOKEN,
 };
+#[cfg(feature = "profile")]
+pub use profile::{read_key, write_key, VllmAlgorithm, VllmProfile};
 pub use score::{
     detect_gumbel, token_score, ContextScope, GumbelScanner, GumbelScore, MAX_CONTEXT_WIDTH,
 };
