@@ -89,7 +89,8 @@ def test_vllm_opt_out_is_ignored_unless_the_operator_allows_it(small_profile, mo
     monkeypatch.delenv(adapter.OPT_OUT_KEYS_ENV, raising=False)
     cls = adapter.WatermarkLogitsProcessor
     plain = SimpleNamespace(extra_args={"tracemark": False})
-    keyed = SimpleNamespace(extra_args={"tracemark": False, "tracemark_opt_out_key": "team-eval"})
+    # As the OpenAI server passes it (vllm_xargs carry strings and numbers only).
+    keyed = SimpleNamespace(extra_args={"tracemark": "false", "tracemark_opt_out_key": "team-eval"})
     wrong = SimpleNamespace(extra_args={"tracemark": False, "tracemark_opt_out_key": "team-evil"})
     with pytest.raises(ValueError):
         cls.validate_params(SimpleNamespace(extra_args={"tracemark": False, "tracemark_opt_out_key": 7}))

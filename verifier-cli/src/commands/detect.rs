@@ -110,6 +110,9 @@ struct DetectionLine<'a> {
 }
 
 pub fn run(args: &DetectArgs, out: &mut impl Write) -> Result<ExitStatus> {
+    if watermark_core::vllm::VllmProfile::is_vllm_profile(&args.profile)? {
+        return super::vllm_scheme::detect(args, out);
+    }
     let session = Profile::open(&args.profile)?.with_tokenizer_file(args.tokenizer.as_deref());
     let green = session.green_list();
     let fpr = args.fpr.unwrap_or(session.fpr().get());
@@ -175,7 +178,7 @@ pub fn run(args: &DetectArgs, out: &mut impl Write) -> Result<ExitStatus> {
 
 /// Every document of every input, in order. All are read before any is scored, so that a
 /// malformed line is reported before a missing tokenizer or a token outside the vocabulary.
-fn read_documents(args: &DetectArgs) -> Result<Vec<Document>> {
+pub(super) fn read_documents(args: &DetectArgs) -> Result<Vec<Document>> {
     let stdin_only = [PathBuf::from("-")];
     let inputs: &[PathBuf] = if args.inputs.is_empty() {
         &stdin_only

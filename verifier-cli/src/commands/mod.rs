@@ -4,6 +4,7 @@ pub mod audit;
 pub mod detect;
 pub mod generate;
 pub mod keygen;
+pub mod vllm_scheme;
 
 use anyhow::{anyhow, Result};
 use watermark_core::{Error, ProfileSession, TextTokenizer};

@@ -93,9 +93,21 @@ class OptOutPolicy:
         return any([hmac.compare_digest(digest, allowed) for allowed in self.key_digests])
 
 
+def _flag(value: Any) -> Optional[bool]:
+    """The ``tracemark`` flag's value: a bool, or 0/1 and "true"/"false" as the OpenAI server's
+    ``vllm_xargs`` carry it (strings and numbers only); None if it is none of these."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", "on", "off"):
+        return value.strip().lower() in ("true", "1", "on")
+    return None
+
+
 def _asks_to_opt_out(params: Any) -> bool:
     extra = getattr(params, "extra_args", None) or {}
-    return extra.get(OPT_OUT_ARG, True) is False
+    return OPT_OUT_ARG in extra and _flag(extra[OPT_OUT_ARG]) is False
 
 
 def _unpack_added(added: Sequence[Any]) -> Tuple[int, Any, List[int], List[int]]:
@@ -142,8 +154,8 @@ class _WatermarkLogitsProcessorImpl:
     @classmethod
     def validate_params(cls, params: Any) -> None:
         extra = getattr(params, "extra_args", None) or {}
-        if OPT_OUT_ARG in extra and not isinstance(extra[OPT_OUT_ARG], bool):
-            raise ValueError(f"extra_args[{OPT_OUT_ARG!r}] must be True or False, got {extra[OPT_OUT_ARG]!r}")
+        if OPT_OUT_ARG in extra and _flag(extra[OPT_OUT_ARG]) is None:
+            raise ValueError(f"extra_args[{OPT_OUT_ARG!r}] must be true or false (or 1 or 0), got {extra[OPT_OUT_ARG]!r}")
         if OPT_OUT_KEY_ARG in extra and not isinstance(extra[OPT_OUT_KEY_ARG], str):
             raise ValueError(f"extra_args[{OPT_OUT_KEY_ARG!r}] must be a string")
 
