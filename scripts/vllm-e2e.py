@@ -228,7 +228,13 @@ def native_run(args: argparse.Namespace, work: Path) -> bool:
     return ok
 
 
+def _terminated(signum: int, frame: object) -> None:
+    """SIGTERM (make's timeout) unwinds like Ctrl-C, so every server is stopped on the way out."""
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main() -> int:
+    signal.signal(signal.SIGTERM, _terminated)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="checkpoint directory (config.json, safetensors, tokenizer.json)")
     parser.add_argument("--tracemark", required=True, help="the tracemark CLI")
