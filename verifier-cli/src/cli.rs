@@ -7,6 +7,7 @@ use crate::commands::audit::{self, AuditArgs};
 use crate::commands::detect::{self, DetectArgs};
 use crate::commands::generate::GenerateArgs;
 use crate::commands::keygen::KeygenArgs;
+use crate::commands::vllm_keygen::VllmKeygenArgs;
 
 const ABOUT: &str = "tracemark: a keyed green-list watermark for language-model text";
 
@@ -38,4 +39,6 @@ pub enum Command {
     Audit(AuditArgs),
     /// Answer prompts with the default model (SmolLM2-135M-Instruct), watermarked unless told not to.
     Generate(GenerateArgs),
+    /// Create a key and profile for vLLM's own watermark (`vllm serve --watermark-config`).
+    VllmKeygen(VllmKeygenArgs),
 }

@@ -19,7 +19,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::cli::{Cli, Command};
-use crate::commands::{audit, detect, generate, keygen};
+use crate::commands::{audit, detect, generate, keygen, vllm_keygen};
 use crate::exit::ExitStatus;
 
 fn main() -> ExitCode {
@@ -34,6 +34,7 @@ fn main() -> ExitCode {
         Command::Detect(args) => detect::run(args, &mut out),
         Command::Audit(args) => audit::run(args, &mut out),
         Command::Generate(args) => generate::run(args, &mut out).map(|()| ExitStatus::Ok),
+        Command::VllmKeygen(args) => vllm_keygen::run(args, &mut out).map(|()| ExitStatus::Ok),
     }
     .and_then(|status| {
         out.flush()?;

@@ -4,6 +4,7 @@ pub mod audit;
 pub mod detect;
 pub mod generate;
 pub mod keygen;
+pub mod vllm_keygen;
 pub mod vllm_scheme;
 
 use anyhow::{anyhow, Result};

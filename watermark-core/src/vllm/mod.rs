@@ -15,7 +15,7 @@ pub use philox::{
     context_state, philox4x32_10, prf_word, token_word, uniform, word_to_uniform, PAD_TOKEN,
 };
 #[cfg(feature = "profile")]
-pub use profile::{read_key, write_key, VllmAlgorithm, VllmProfile};
+pub use profile::{generate_key, read_key, write_key, VllmAlgorithm, VllmProfile, VLLM_KEY_FILE};
 pub use score::{
     detect_gumbel, token_score, ContextScope, GumbelScanner, GumbelScore, MAX_CONTEXT_WIDTH,
 };

@@ -192,6 +192,62 @@ impl VllmProfile {
     }
 }
 
+/// A fresh random vLLM key from the operating system's generator.
+pub fn generate_key() -> Result<u64> {
+    use rand_core::TryRngCore;
+    rand_core::OsRng
+        .try_next_u64()
+        .map_err(|e| Error::Rng(e.to_string()))
+}
+
+/// Name of the key file [`VllmProfile::create`] writes.
+pub const VLLM_KEY_FILE: &str = "vllm.key";
+
+impl VllmProfile {
+    /// Creates `dir` (if needed), a new random key in `dir/vllm.key` (never replacing one) and
+    /// the profile `dir/profile.toml` (or `.json`), bound to `tokenizer` when given. Returns the
+    /// profile and its path.
+    pub fn create(
+        dir: &Path,
+        context_width: usize,
+        scope: ContextScope,
+        tokenizer: Option<&Path>,
+        json: bool,
+    ) -> Result<(VllmProfile, PathBuf)> {
+        let mut profile = VllmProfile::new(VLLM_KEY_FILE.into(), 0, context_width)?;
+        profile.deduplicate_contexts = scope;
+        #[cfg(feature = "tokenizers")]
+        if let Some(path) = tokenizer {
+            let bytes = crate::files::read_limited(path, 1 << 30, "tokenizer")?;
+            let absolute = std::fs::canonicalize(path).map_err(|e| Error::io(path, e))?;
+            profile.tokenizer = Some(TokenizerBinding {
+                fingerprint: crate::text::file_fingerprint(&bytes),
+                path: Some(absolute),
+            });
+        }
+        #[cfg(not(feature = "tokenizers"))]
+        if tokenizer.is_some() {
+            return Err(Error::InvalidParameter(
+                "this build has no tokenizer support".into(),
+            ));
+        }
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let profile_path = dir.join(if json { "profile.json" } else { "profile.toml" });
+        if profile_path.exists() {
+            return Err(Error::InvalidParameter(format!(
+                "{} exists: a profile is never replaced",
+                profile_path.display()
+            )));
+        }
+        let key = generate_key()?;
+        write_key(&dir.join(VLLM_KEY_FILE), key)?;
+        profile.key_fingerprint = key_fingerprint(key);
+        profile.save(&profile_path)?;
+        profile.base_dir = dir.to_path_buf();
+        Ok((profile, profile_path))
+    }
+}
+
 /// Reads a vLLM key file: one decimal integer below 2^64. The file must be private unless
 /// `TRACEMARK_ALLOW_SHARED_KEY=1`, as for tracemark's own keys. Errors never quote the file.
 pub fn read_key(path: &Path) -> Result<u64> {
@@ -260,6 +316,23 @@ mod tests {
             !text.contains("12345"),
             "the profile never holds the key: {text}"
         );
+    }
+
+    #[test]
+    fn create_writes_a_private_key_and_never_replaces_it() {
+        let dir = crate::files::private_test_dir("vllm-create").join("keys");
+        let (profile, path) = VllmProfile::create(&dir, 2, ContextScope::All, None, false).unwrap();
+        let loaded = VllmProfile::load(&path).unwrap();
+        assert_eq!(
+            loaded,
+            VllmProfile {
+                base_dir: dir.clone(),
+                ..profile
+            }
+        );
+        assert_eq!(loaded.deduplicate_contexts, ContextScope::All);
+        loaded.scanner().unwrap();
+        assert!(VllmProfile::create(&dir, 2, ContextScope::All, None, false).is_err());
     }
 
     #[test]
