@@ -67,8 +67,9 @@ fn default_fpr() -> f64 {
     DEFAULT_FPR
 }
 
-/// Largest profile or key file read.
-const MAX_FILE_BYTES: u64 = 1 << 16;
+/// Largest profile or key file read (a profile is under a kilobyte; the bound is the green-list
+/// profile's, so both families refuse the same files with the same error).
+const MAX_FILE_BYTES: u64 = 1 << 20;
 
 impl VllmProfile {
     /// A profile for `key` (to be stored at `key_file`) at vLLM's defaults.
