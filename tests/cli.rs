@@ -1116,8 +1116,9 @@ fn audit_reads_texts_through_a_suspect_model() {
 }
 
 /// Reading mode on a Hugging Face checkpoint directory: the default model written as a llama
-/// checkpoint (safetensors) and read by candle-transformers is not flagged, and a checkpoint whose
-/// tokenizer is not the profile's is refused in one line.
+/// checkpoint (safetensors) and read by candle-transformers is not flagged, also when its
+/// tokenizer is not the profile's (predictions aligned through the text), and a checkpoint of an
+/// unsupported architecture is refused in one line.
 #[test]
 fn audit_reads_texts_through_a_hugging_face_checkpoint() {
     let Some(model) = support::model_path() else {
@@ -1149,6 +1150,44 @@ fn audit_reads_texts_through_a_hugging_face_checkpoint() {
     assert_eq!(report["documents"], 1);
     assert_eq!(report["watermarked"], false, "{report}");
     assert!(report["scored"].as_u64().expect("a count") > 0, "{report}");
+
+    // The same weights behind another tokenizer: a quarter of the merges removed.
+    let path = sb.path("ckpt/tokenizer.json");
+    let mut tokenizer: Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("read tokenizer.json")).expect("JSON");
+    let merges = tokenizer["model"]["merges"]
+        .as_array_mut()
+        .expect("BPE merges");
+    let kept: Vec<Value> = merges
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i < 100 || i % 4 != 1)
+        .map(|(_, m)| m.clone())
+        .collect();
+    *merges = kept;
+    std::fs::write(&path, tokenizer.to_string()).expect("write tokenizer.json");
+    let run =
+        sb.run("audit --profile k/profile.toml --suspect-model ckpt --texts ours.jsonl --json");
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stderr.contains("is not the profile's"), "{run:?}");
+    let aligned: Value = serde_json::from_str(run.stdout.trim()).expect("one JSON object");
+    assert_eq!(aligned["watermarked"], false, "{aligned}");
+    let scored = aligned["scored"].as_u64().expect("a count");
+    assert!(scored > 0, "{aligned}");
+    assert_eq!(
+        aligned["tokens"], report["tokens"],
+        "the same text, our tokens"
+    );
+    let skipped: u64 = aligned["skipped"]
+        .as_object()
+        .expect("skipped counts")
+        .values()
+        .map(|v| v.as_u64().expect("a count"))
+        .sum();
+    assert_eq!(
+        scored + skipped,
+        aligned["tokens"].as_u64().expect("a count")
+    );
 
     sb.keygen("other", "--vocab-size 49152");
     assert_error(

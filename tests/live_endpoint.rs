@@ -391,6 +391,95 @@ fn the_watermarked_server_is_flagged_and_an_interrupted_audit_resumes() {
     assert_no_key(&sb, cache, &[&interrupted, &resumed, &offline, &repaired]);
 }
 
+/// `audit --suspect-url URL --texts OURS.jsonl --cache C --json` (reading mode over the API).
+fn read_over_api(sb: &Sandbox, url: &str, cache: &str) -> Output {
+    sb.tracemark(&[
+        "audit",
+        "--profile",
+        "keys/profile.toml",
+        "--suspect-url",
+        url,
+        "--texts",
+        "ours.jsonl",
+        "--cache",
+        cache,
+        "--api-key-env",
+        KEY_VAR,
+        "--rate",
+        "0",
+        "--concurrency",
+        "2",
+        "--json",
+    ])
+}
+
+/// The `--json` report without its wall-clock time.
+fn report_json(out: &Output) -> serde_json::Value {
+    let mut report: serde_json::Value =
+        serde_json::from_str(text(&out.stdout).trim()).expect("one JSON report");
+    report.as_object_mut().expect("an object").remove("seconds");
+    report
+}
+
+/// Reading mode over the API: the endpoint's greedy next token after each prefix of our
+/// watermarked texts. The watermarked server (whose greedy choice is the watermarked model's)
+/// is flagged and the untouched one is not (probability 1e-6); a rerun with every prediction
+/// cached asks nothing, so it runs with the server gone, and prints the same report.
+#[test]
+fn reading_mode_over_the_api_flags_only_the_watermarked_server() {
+    let Some((python, model)) = setup() else {
+        return;
+    };
+    let _one = SERVERS.lock().unwrap_or_else(|e| e.into_inner());
+    let sb = Sandbox::new("reading");
+    let profile = sb.profile();
+    let server = Server::start(&python, &model, Some(&profile), &sb.path("server-wm.log"));
+    let url = server.url();
+    // Our watermarked texts: four answers of the watermarked server, as its cache holds them.
+    let ours = sb.tracemark(&sb.live_args(&url, "ours.jsonl", &["--queries", "4"]));
+    assert!(ours.status.success(), "{}", text(&ours.stderr));
+
+    let guilty = read_over_api(&sb, &url, "reads-wm.jsonl");
+    assert!(guilty.status.success(), "{}", text(&guilty.stderr));
+    let report = report_json(&guilty);
+    assert_eq!(report["mode"], "reading", "{report}");
+    assert_eq!(report["documents"], 4, "{report}");
+    assert_eq!(report["watermarked"], true, "{report}");
+    let asked = sb.cache_lines("reads-wm.jsonl").len();
+    assert!(
+        asked as u64 >= report["tokens"].as_u64().expect("tokens") - 4,
+        "{asked}"
+    );
+
+    drop(server);
+    let offline = read_over_api(&sb, &url, "reads-wm.jsonl");
+    assert!(offline.status.success(), "{}", text(&offline.stderr));
+    assert_eq!(report_json(&offline), report);
+    assert_eq!(
+        sb.cache_lines("reads-wm.jsonl").len(),
+        asked,
+        "nothing asked again"
+    );
+
+    let server = Server::start(&python, &model, None, &sb.path("server-plain.log"));
+    let innocent = read_over_api(&sb, &server.url(), "reads-plain.jsonl");
+    assert!(innocent.status.success(), "{}", text(&innocent.stderr));
+    let plain = report_json(&innocent);
+    assert_eq!(plain["watermarked"], false, "{plain}");
+    assert!(plain["scored"].as_u64().expect("scored") > 50, "{plain}");
+    eprintln!(
+        "reading over the API: watermarked server {}/{} green, log10 p {:.1}; untouched {}/{}, \
+         log10 p {:.2}; {asked} requests each",
+        report["green"],
+        report["scored"],
+        report["log10_p_value"].as_f64().unwrap_or(f64::NAN),
+        plain["green"],
+        plain["scored"],
+        plain["log10_p_value"].as_f64().unwrap_or(f64::NAN),
+    );
+    assert_no_key(&sb, "reads-wm.jsonl", &[&guilty, &offline, &innocent]);
+}
+
 /// The untouched model is not flagged (a false positive here has probability 1e-6); the plain
 /// completions route works; a cache asked otherwise is refused; a wrong key and a wrong path
 /// are one-line HTTP errors from the real server.

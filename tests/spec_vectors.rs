@@ -68,3 +68,57 @@ fn every_vector_in_the_spec_holds() {
         );
     }
 }
+
+/// The commitment vectors of the spec's "Key commitments", recomputed.
+#[test]
+fn every_commitment_vector_in_the_spec_holds() {
+    use watermark_core::evidence::{Commitment, PublicParameters};
+    let spec =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../WATERMARK-SPEC.md"))
+            .unwrap();
+    let section = spec
+        .split("## Key commitments")
+        .nth(1)
+        .and_then(|s| s.split("## Test vectors").next())
+        .expect("a key-commitment section before the test vectors");
+    let keys = [
+        SecretKey::from_bytes(std::array::from_fn(|i| i as u8)),
+        SecretKey::from_bytes([0xa5; 32]),
+    ];
+    let rows: Vec<Vec<String>> = section
+        .lines()
+        .filter(|l| l.starts_with("| c"))
+        .map(|l| {
+            l.trim_matches('|')
+                .split('|')
+                .map(|c| c.trim().to_string())
+                .collect()
+        })
+        .collect();
+    assert_eq!(rows.len(), 4, "the spec's four commitment vectors");
+    for row in rows {
+        let key = &keys[row[1].parse::<usize>().unwrap()];
+        let seeding = match row[2].as_str() {
+            "previous" => Seeding::Previous,
+            _ => Seeding::SelfSeeded,
+        };
+        let parameters = PublicParameters {
+            spec: "tracemark-green-v1".into(),
+            scheme: Scheme {
+                seeding,
+                width: row[3].parse().unwrap(),
+                gamma: row[4].parse().unwrap(),
+                delta: row[5].parse().unwrap(),
+            },
+            vocab_size: row[6].parse().unwrap(),
+            tokenizer_fingerprint: (row[7] != "none").then(|| row[7].clone()),
+            key_fingerprint: key.fingerprint(),
+        };
+        let statement = Commitment::statement(&parameters, &row[9]);
+        assert!(statement.contains(&format!("gamma={}\ndelta={}\n", row[4], row[5])));
+        let salt = [u8::from_str_radix(&row[8], 16).unwrap(); 32];
+        let c = Commitment::with_salt(parameters.clone(), key, row[9].clone(), salt);
+        assert_eq!(c.commitment, row[10], "vector {}", row[0]);
+        c.open(&parameters, key).unwrap();
+    }
+}

@@ -3,6 +3,7 @@
 //! Kept out of `watermark-core` so that an inference server links the hook without any model
 //! code; the CLI and the evaluation use this crate.
 
+pub mod align;
 pub mod cache;
 pub mod checkpoint;
 pub mod error;

@@ -1,9 +1,9 @@
-//! PNG charts for tracemark's reports: lines and markers, labelled axes with nice ticks, a legend
-//! and a title.
+//! Charts for tracemark's reports, as PNG or SVG: lines and markers, labelled axes with nice
+//! ticks, a legend and a title.
 //!
-//! Everything is drawn here, text included (a built-in 5×7 pixel font), and encoded by the
-//! pure-Rust `png` crate, so a chart renders the same on any machine: no system fonts, no C
-//! libraries. plotters was the alternative; its text needs a system font or a bundled TTF.
+//! Drawn by plotters; text is set in DejaVu Sans, shipped inside the `dejavu` crate and read by
+//! ab_glyph, and PNGs are encoded by the pure-Rust `png` crate, so a chart renders the same on
+//! any machine: no system fonts, no C libraries.
 //!
 //! ```
 //! use tracemark_plot::{Chart, ReferenceLine, Series};
@@ -16,16 +16,12 @@
 //! # Ok::<(), tracemark_plot::PlotError>(())
 //! ```
 
-pub mod canvas;
-pub mod font;
-mod legend;
 mod render;
 pub mod ticks;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use canvas::{Canvas, Rect};
 use ticks::Ticks;
 
 /// What can go wrong drawing or saving a chart.
@@ -46,6 +42,9 @@ pub enum PlotError {
         lo: f64,
         hi: f64,
     },
+    /// plotters could not draw the chart.
+    #[error("drawing failed: {0}")]
+    Draw(String),
     /// The PNG encoder failed.
     #[error("png encoding failed: {0}")]
     Encode(#[from] png::EncodingError),
@@ -241,29 +240,37 @@ pub struct Chart {
 pub const MIN_SIDE: u32 = 160;
 pub const MAX_SIDE: u32 = 8192;
 
-/// A rendered chart before encoding: RGB pixels, and where the plot area landed (for tests and
-/// callers that want to draw more).
+/// A rendered chart before encoding: 8-bit RGB pixels, row by row.
 #[derive(Debug, Clone)]
 pub struct Image {
-    pub canvas: Canvas,
-    pub plot_area: Rect,
+    pub width: u32,
+    pub height: u32,
+    pub pixels: Vec<u8>,
 }
 
 impl Image {
     /// The colour at (x, y), `None` outside the image.
     pub fn pixel(&self, x: u32, y: u32) -> Option<Rgb> {
-        self.canvas.get(x, y)
+        if x >= self.width || y >= self.height {
+            return None;
+        }
+        let at = (y as usize * self.width as usize + x as usize) * 3;
+        Some(Rgb(
+            self.pixels[at],
+            self.pixels[at + 1],
+            self.pixels[at + 2],
+        ))
     }
 
     /// The image as PNG bytes (8-bit RGB).
     pub fn to_png(&self) -> Result<Vec<u8>, PlotError> {
         let mut out = Vec::new();
         {
-            let mut enc = png::Encoder::new(&mut out, self.canvas.width, self.canvas.height);
+            let mut enc = png::Encoder::new(&mut out, self.width, self.height);
             enc.set_color(png::ColorType::Rgb);
             enc.set_depth(png::BitDepth::Eight);
             let mut writer = enc.write_header()?;
-            writer.write_image_data(&self.canvas.pixels)?;
+            writer.write_image_data(&self.pixels)?;
             writer.finish()?;
         }
         Ok(out)
@@ -379,7 +386,7 @@ mod tests {
         assert_eq!(info.color_type, png::ColorType::Rgb);
         // Decoded pixels are the rendered ones.
         let img = chart.render(640, 400).unwrap();
-        assert_eq!(&buf[..info.buffer_size()], &img.canvas.pixels[..]);
+        assert_eq!(&buf[..info.buffer_size()], &img.pixels[..]);
     }
 
     #[test]

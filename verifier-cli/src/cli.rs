@@ -8,6 +8,7 @@ use crate::commands::detect::{self, DetectArgs};
 use crate::commands::generate::GenerateArgs;
 use crate::commands::keygen::KeygenArgs;
 use crate::commands::vllm_keygen::VllmKeygenArgs;
+use crate::commands::{commit, verify_commitment, verify_report};
 
 const ABOUT: &str = "tracemark: a keyed green-list watermark for language-model text";
 
@@ -41,4 +42,13 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Create a key and profile for vLLM's own watermark (`vllm serve --watermark-config`).
     VllmKeygen(VllmKeygenArgs),
+    /// Write a public commitment to the key, to publish before any audit.
+    #[command(long_about = commit::LONG_ABOUT)]
+    Commit(commit::CommitArgs),
+    /// Check a revealed key and profile against a published commitment.
+    #[command(long_about = verify_commitment::LONG_ABOUT)]
+    VerifyCommitment(verify_commitment::VerifyCommitmentArgs),
+    /// Recompute a `--report` directory from its inputs and confirm it, or name the first difference.
+    #[command(long_about = verify_report::LONG_ABOUT)]
+    VerifyReport(verify_report::VerifyReportArgs),
 }

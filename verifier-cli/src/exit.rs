@@ -17,6 +17,13 @@ pub enum ExitStatus {
     /// 4: a document, or the audit, had no token that could be scored: "not watermarked"
     /// would be a claim without evidence.
     NothingToScore,
+    /// 5: `verify-commitment`, `verify-report`: the key is not the committed one.
+    WrongKey,
+    /// 6: `verify-commitment`, `verify-report`: a parameter, input or number differs from the
+    /// committed or reported one (something was altered).
+    Mismatch,
+    /// 7: `verify-commitment`, `verify-report`: the commitment or evidence file is malformed.
+    Malformed,
 }
 
 impl ExitStatus {
@@ -40,6 +47,9 @@ impl ExitStatus {
             ExitStatus::Usage => 2,
             ExitStatus::Watermarked => 3,
             ExitStatus::NothingToScore => 4,
+            ExitStatus::WrongKey => 5,
+            ExitStatus::Mismatch => 6,
+            ExitStatus::Malformed => 7,
         }
     }
 }
@@ -60,6 +70,17 @@ pub fn fail(e: &anyhow::Error) -> ExitStatus {
     // Never panic, even when stderr is gone: ignore a failed write.
     let _ = writeln!(std::io::stderr(), "error: {}", one_line(&chain(e)));
     ExitStatus::Error
+}
+
+/// Reports a refused commitment or evidence file on stderr, with its own exit status.
+pub fn refused(e: &watermark_core::evidence::EvidenceError) -> ExitStatus {
+    use watermark_core::evidence::EvidenceError;
+    let _ = writeln!(std::io::stderr(), "error: {}", one_line(&e.to_string()));
+    match e {
+        EvidenceError::WrongKey { .. } => ExitStatus::WrongKey,
+        EvidenceError::Tampered(_) => ExitStatus::Mismatch,
+        EvidenceError::Malformed { .. } => ExitStatus::Malformed,
+    }
 }
 
 /// Prints clap's message (usage error, or the help and version it was asked for) and says

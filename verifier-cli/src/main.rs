@@ -12,6 +12,7 @@ mod exit;
 mod input;
 mod numbers;
 mod progress;
+mod report;
 
 use std::io::{BufWriter, Write};
 use std::process::ExitCode;
@@ -20,6 +21,7 @@ use clap::Parser;
 
 use crate::cli::{Cli, Command};
 use crate::commands::{audit, detect, generate, keygen, vllm_keygen};
+use crate::commands::{commit, verify_commitment, verify_report};
 use crate::exit::ExitStatus;
 
 fn main() -> ExitCode {
@@ -34,6 +36,9 @@ fn main() -> ExitCode {
         Command::Detect(args) => detect::run(args, &mut out),
         Command::Audit(args) => audit::run(args, &mut out),
         Command::Generate(args) => generate::run(args, &mut out).map(|()| ExitStatus::Ok),
+        Command::Commit(args) => commit::run(args, &mut out).map(|()| ExitStatus::Ok),
+        Command::VerifyCommitment(args) => verify_commitment::run(args, &mut out),
+        Command::VerifyReport(args) => verify_report::run(args, &mut out),
         Command::VllmKeygen(args) => vllm_keygen::run(args, &mut out).map(|()| ExitStatus::Ok),
     }
     .and_then(|status| {

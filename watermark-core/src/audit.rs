@@ -191,25 +191,48 @@ impl Audit {
     /// Closed model: one output of the suspect, `response` written after `prompt`.
     pub fn add_output(&mut self, prompt: &[u32], response: &[u32]) -> Result<()> {
         check_tokens(&self.green, &[prompt, response])?;
-        self.add(prompt, response, response, false)
+        self.add(prompt, response, response, false, None)
     }
 
     /// Open model, reading mode: the suspect read `prompt` ++ `text` (our watermarked text) and
     /// `predictions[i]` is its top-1 prediction for the position of `text[i]`. Each prediction
     /// is scored under the window taken from our text.
     pub fn add_reading(&mut self, prompt: &[u32], text: &[u32], predictions: &[u32]) -> Result<()> {
-        if predictions.len() != text.len() {
-            return Err(Error::InvalidParameter(format!(
-                "{} predictions for a text of {} tokens: reading mode needs one per position",
-                predictions.len(),
-                text.len()
-            )));
-        }
+        check_predictions(predictions.len(), text.len())?;
         check_tokens(&self.green, &[prompt, text, predictions])?;
-        self.add(prompt, text, predictions, true)
+        self.add(prompt, text, predictions, true, None)
     }
 
-    fn add(&mut self, prompt: &[u32], text: &[u32], scored: &[u32], reading: bool) -> Result<()> {
+    /// Reading mode for a suspect with another tokenizer: `predictions[i]` is its prediction
+    /// for the position of `text[i]` mapped to one of our tokens, or `None` where it maps to
+    /// none (counted as `unaligned`). Which positions have a prediction must depend only on
+    /// what the suspect read before them, or the test is no longer exact.
+    pub fn add_reading_aligned(
+        &mut self,
+        prompt: &[u32],
+        text: &[u32],
+        predictions: &[Option<u32>],
+    ) -> Result<()> {
+        check_predictions(predictions.len(), text.len())?;
+        let unaligned: Vec<bool> = predictions.iter().map(Option::is_none).collect();
+        let scored: Vec<u32> = predictions
+            .iter()
+            .zip(text)
+            .map(|(p, &t)| p.unwrap_or(t))
+            .collect();
+        check_tokens(&self.green, &[prompt, text, &scored])?;
+        self.add(prompt, text, &scored, true, Some(&unaligned))
+    }
+
+    /// Scores one text; `unaligned` marks the positions without a prediction.
+    fn add(
+        &mut self,
+        prompt: &[u32],
+        text: &[u32],
+        scored: &[u32],
+        reading: bool,
+        unaligned: Option<&[bool]>,
+    ) -> Result<()> {
         // A document adds at most one tuple per token; only deduplication keeps tuples.
         let limit = self.options.max_tuples;
         if self.options.deduplicate && self.seen.len() as u64 + text.len() as u64 > limit {
@@ -223,6 +246,7 @@ impl Audit {
             exclude_prompt: self.options.exclude_context,
             exclude_earlier: self.options.exclude_context && reading,
             filter: self.filter.as_ref().map(|f| &f.seeds),
+            unaligned,
         };
         let statuses = classify(&self.green, prompt, text, scored, rules, &mut self.seen);
         self.tally.add(&statuses);
@@ -310,6 +334,16 @@ impl Audit {
     pub fn memory_bytes(&self) -> usize {
         self.seen.memory_bytes() + self.filter.as_ref().map_or(0, |f| f.seeds.memory_bytes())
     }
+}
+
+/// Reading mode takes one prediction per position of the text.
+fn check_predictions(predictions: usize, text: usize) -> Result<()> {
+    if predictions == text {
+        return Ok(());
+    }
+    Err(Error::InvalidParameter(format!(
+        "{predictions} predictions for a text of {text} tokens: reading mode needs one per position"
+    )))
 }
 
 #[cfg(test)]
@@ -423,6 +457,41 @@ mod tests {
         let mut audit = Audit::new(g, off).unwrap();
         audit.add_reading(&[], &text, &predictions).unwrap();
         assert_eq!(audit.report().header.score.scored, 9);
+    }
+
+    #[test]
+    fn aligned_reading_skips_positions_without_a_prediction() {
+        let g = green(Seeding::Previous, 2);
+        let text = vec![1, 2, 7, 8, 9, 4, 5, 7, 8, 9, 6];
+        let predictions = vec![3, 7, 8, 9, 4, 5, 7, 8, 9, 6, 2];
+        let mut plain = Audit::new(g.clone(), AuditOptions::default()).unwrap();
+        plain.add_reading(&[], &text, &predictions).unwrap();
+        let all: Vec<Option<u32>> = predictions.iter().copied().map(Some).collect();
+        let mut aligned = Audit::new(g.clone(), AuditOptions::default()).unwrap();
+        aligned.add_reading_aligned(&[], &text, &all).unwrap();
+        assert_eq!(aligned.report(), plain.report(), "every position aligned");
+
+        // Positions 3 and 9 have no prediction. Position 3's window (7, 8) still counts as read,
+        // so the repeat of that window at position 9 is unaligned, and (8, 9) at 10 is earlier.
+        let mut gaps = all.clone();
+        gaps[3] = None;
+        gaps[9] = None;
+        let mut audit = Audit::new(g, AuditOptions::default()).unwrap();
+        audit.add_reading_aligned(&[], &text, &gaps).unwrap();
+        let r = audit.report();
+        assert_eq!(r.skipped.unaligned, 2);
+        assert_eq!(r.skipped.earlier_in_text, 1);
+        assert_eq!(r.header.score.scored, 6);
+        assert_eq!(r.skipped.total() + r.header.score.scored, text.len() as u64);
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["skipped"]["unaligned"], 2);
+        assert!(serde_json::to_value(plain.report()).unwrap()["skipped"]
+            .get("unaligned")
+            .is_none());
+        let short = audit
+            .add_reading_aligned(&[], &text, &gaps[1..])
+            .unwrap_err();
+        assert!(short.to_string().contains("one per position"), "{short}");
     }
 
     #[test]

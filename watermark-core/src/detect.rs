@@ -130,6 +130,7 @@ fn detect_with(
         exclude_prompt: true,
         exclude_earlier: false,
         filter: None,
+        unaligned: None,
     };
     let statuses = classify(green, prompt, tokens, tokens, rules, seen);
     let mut tally = Tally::default();

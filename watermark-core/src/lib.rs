@@ -46,6 +46,8 @@ pub mod candle_hook;
 mod dedup;
 mod detect;
 mod error;
+#[cfg(feature = "profile")]
+pub mod evidence;
 mod files;
 mod fpr;
 mod green;
@@ -58,6 +60,7 @@ mod profile;
 mod sampler;
 mod scan;
 mod score;
+mod shard;
 pub mod stats;
 #[cfg(feature = "synthetic")]
 mod synthetic;
@@ -87,8 +90,9 @@ pub use profile::{
 pub use sampler::{argmax, Sampling, WatermarkSampler};
 pub use scan::{ReportHeader, Skipped, TokenStatus};
 pub use score::Score;
+pub use shard::{ScoredTuples, ShardRules};
 #[cfg(feature = "synthetic")]
-pub use synthetic::{softmax, SyntheticLm};
+pub use synthetic::{softmax, splitmix, SyntheticLm};
 #[cfg(feature = "tokenizers")]
 pub use text::{file_fingerprint, TextTokenizer};
 

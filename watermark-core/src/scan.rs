@@ -4,6 +4,7 @@
 //!
 //! A token is scored (green or red) unless a rule leaves it out, in this order:
 //! - it has fewer preceding tokens than the window needs;
+//! - (reading mode, a suspect with another tokenizer) there is no prediction to score there;
 //! - its window also seeds a position the reader has already seen (the prompt; in reading mode
 //!   also the earlier text), or it is outside a supervised audit's filter;
 //! - its (seed, token) tuple was already scored (deduplication);
@@ -40,6 +41,9 @@ pub enum TokenStatus {
     EarlierInText,
     /// Not scored (supervised audit): its window does not occur in the filter's texts.
     NotInFilter,
+    /// Not scored (reading mode, another tokenizer): the suspect's prediction there does not
+    /// map to exactly one of our tokens.
+    Unaligned,
 }
 
 /// Tokens left out of a test, by reason: the one count type of detections and audits.
@@ -55,6 +59,15 @@ pub struct Skipped {
     pub earlier_in_text: u64,
     /// Supervised audit: the window does not occur in our outputs.
     pub not_in_filter: u64,
+    /// Reading mode with another tokenizer: no prediction of the suspect maps to one of our
+    /// tokens there. Written only when some are, so that reports of every other audit keep
+    /// their fields.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub unaligned: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Skipped {
@@ -66,6 +79,7 @@ impl Skipped {
             TokenStatus::InPrompt => self.in_prompt += 1,
             TokenStatus::EarlierInText => self.earlier_in_text += 1,
             TokenStatus::NotInFilter => self.not_in_filter += 1,
+            TokenStatus::Unaligned => self.unaligned += 1,
         }
     }
 
@@ -76,6 +90,7 @@ impl Skipped {
             + self.in_prompt
             + self.earlier_in_text
             + self.not_in_filter
+            + self.unaligned
     }
 
     /// The reasons detection has (its rules never read a text or a filter), as `tracemark detect
@@ -90,8 +105,8 @@ impl Skipped {
         DetectionReasons {
             too_little_context: self.too_little_context,
             repeated: self.repeated,
-            // The last two are zero under detection's rules; adding them keeps the sum exact.
-            in_prompt: self.in_prompt + self.earlier_in_text + self.not_in_filter,
+            // The last three are zero under detection's rules; adding them keeps the sum exact.
+            in_prompt: self.in_prompt + self.earlier_in_text + self.not_in_filter + self.unaligned,
         }
     }
 
@@ -191,6 +206,8 @@ pub(crate) struct Rules<'a> {
     pub exclude_earlier: bool,
     /// Score only tokens whose seed is in this set (stored with token 0).
     pub filter: Option<&'a TupleSet>,
+    /// Positions with nothing to score (`true`), as long as the text when given.
+    pub unaligned: Option<&'a [bool]>,
 }
 
 /// Each position's status, in order. `text` gives the windows (after `prompt`); `scored[i]` is
@@ -232,7 +249,9 @@ pub(crate) fn classify(
         for (i, &token) in scored.iter().enumerate().skip(start).take(CHUNK) {
             let p = prompt.len() + i;
             let seed = seed_at(p, token);
-            let skip = if !prompt_seeds.is_empty() && prompt_seeds.contains(&seed) {
+            let skip = if rules.unaligned.is_some_and(|u| u[i]) {
+                Some(TokenStatus::Unaligned)
+            } else if !prompt_seeds.is_empty() && prompt_seeds.contains(&seed) {
                 Some(TokenStatus::InPrompt)
             } else if rules.exclude_earlier && earlier_seeds.contains(&seed) {
                 Some(TokenStatus::EarlierInText)
@@ -372,6 +391,7 @@ mod tests {
             EarlierInText,
             NotInFilter,
             Repeated,
+            Unaligned,
         ];
         let mut tally = Tally::default();
         tally.add(&statuses);
@@ -382,6 +402,7 @@ mod tests {
             in_prompt: 1,
             earlier_in_text: 1,
             not_in_filter: 1,
+            unaligned: 1,
         };
         assert_eq!(tally.skipped, want);
         assert_eq!(tally.scored + tally.skipped.total(), statuses.len() as u64);

@@ -54,7 +54,9 @@ pub fn softmax(logits: &[f32]) -> Vec<f64> {
     w.into_iter().map(|x| x / total).collect()
 }
 
-fn splitmix(mut z: u64) -> u64 {
+/// SplitMix64's output function: a cheap, well-mixed hash of a counter, for seeded experiments
+/// (never for anything keyed).
+pub fn splitmix(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);

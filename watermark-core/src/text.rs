@@ -70,6 +70,12 @@ impl TextTokenizer {
         if text.trim().is_empty() {
             return Err(Error::EmptyInput("the text is empty".into()));
         }
+        self.encode_fragment(text)
+    }
+
+    /// Token ids of any piece of text, empty or blank included: a piece to map onto this
+    /// vocabulary (a token another tokenizer predicted), not a document to score.
+    pub fn encode_fragment(&self, text: &str) -> Result<Vec<u32>> {
         let encoding = self
             .inner
             .encode(text, false)

@@ -8,7 +8,7 @@
 //!
 //! Modules: `errors` (exceptions), `ids` and `logits` (Python inputs), `py_json` (results
 //! out), one per class or concept (`scheme`, `profile`, `scores`, `tuple_set`, `watermark`,
-//! `audit`), and the work behind `Watermark`'s methods (`hook`, `detection`).
+//! `audit`), the two halves of a scan spread over workers (`shard`), and the work behind `Watermark`'s methods (`hook`, `detection`).
 
 mod audit;
 mod detection;
@@ -20,6 +20,7 @@ mod profile;
 mod py_json;
 mod scheme;
 mod scores;
+mod shard;
 mod tuple_set;
 mod watermark;
 
@@ -47,5 +48,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<tuple_set::TupleSet>()?;
     m.add_class::<audit::WindowFilter>()?;
     m.add_class::<audit::Audit>()?;
+    m.add_function(wrap_pyfunction!(shard::shard_batch, m)?)?;
+    m.add_function(wrap_pyfunction!(shard::tally_partition, m)?)?;
     Ok(())
 }

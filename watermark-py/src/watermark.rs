@@ -58,7 +58,8 @@ impl Watermark {
         })
     }
 
-    fn tokenizer(&self, py: Python<'_>) -> PyResult<&TextTokenizer> {
+    /// The profile's tokenizer, loaded and checked on first use.
+    pub(crate) fn tokenizer(&self, py: Python<'_>) -> PyResult<&TextTokenizer> {
         if let Some(t) = self.tokenizer.get() {
             return Ok(t);
         }

@@ -21,6 +21,7 @@ pub use setup::{PromptSets, TeacherSettings};
 pub use students::{student_answers, student_predictions, train_student};
 
 use serde::{Deserialize, Serialize};
+use watermark_core::splitmix;
 
 use crate::corpus::CorpusError;
 use crate::ngram::NgramError;
@@ -102,13 +103,6 @@ pub fn permutation(n: usize, seed: u64) -> Vec<usize> {
         v.swap(i, j);
     }
     v
-}
-
-fn splitmix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use watermark_core::{Fpr, GreenList, SPEC_VERSION};
 use watermark_core::{Plan, PlanOptions, PlanStatus, DEFAULT_PLAN_CONFIDENCE, DEFAULT_PLAN_POWER};
 use watermark_core::{Profile, ProfileSession};
 
+use super::reading;
 use super::tokenizer;
 use crate::exit::ExitStatus;
 use crate::input::{max_audit_tuples, BodyFields, Content, Document, Input, IoWording};
@@ -31,8 +32,11 @@ our outputs are scored.
 
 Open model, reading mode (--suspect-model MODEL.gguf --texts OURS.jsonl): the suspect reads each \
 of our texts (a text `prompt` is wrapped in the chat template) in one forward pass; its top-1 \
-prediction at every position is scored under the window taken from our text. The suspect's \
-tokenizer must be the profile's.
+prediction at every position is scored under the window taken from our text. A suspect whose \
+tokenizer is not the profile's reads the text of our first i tokens its own way before each \
+position i; its prediction counts where its text is exactly one of our tokens (the others are \
+counted as `unaligned`). That needs a forward pass per position whose prefix it splits \
+differently, so it is slower.
 
 Every (window, token) tuple is scored once across the whole audit, and a token is not scored \
 when its window occurs in what the suspect read before it (the prompt; in reading mode also the \
@@ -73,8 +77,9 @@ pub struct AuditArgs {
     /// Qwen2: config.json, *.safetensors, tokenizer.json), read in reading mode over --texts.
     #[arg(long, value_name = "PATH", requires = "texts")]
     pub suspect_model: Option<PathBuf>,
-    /// Open model: our watermarked texts (JSONL) for the suspect to read.
-    #[arg(long, value_name = "FILE", requires = "suspect_model")]
+    /// Open model: our watermarked texts (JSONL) for the suspect to read (--suspect-model,
+    /// or a live endpoint with --suspect-url).
+    #[arg(long, value_name = "FILE")]
     pub texts: Option<PathBuf>,
     /// tokenizer.json for text input (default: the one the profile records).
     #[arg(long, value_name = "FILE")]
@@ -111,6 +116,9 @@ pub struct AuditArgs {
     /// Confidence of the plan's intervals, in (0, 1).
     #[arg(long, value_name = "C", requires = "plan", default_value_t = DEFAULT_PLAN_CONFIDENCE)]
     pub plan_confidence: f64,
+    /// The evidence report (`--report DIR`, `--commitment FILE`).
+    #[command(flatten)]
+    pub report: crate::report::ReportArgs,
     /// Live closed model (--suspect-url and its options).
     #[command(flatten)]
     pub live: Box<crate::endpoint::LiveArgs>,
@@ -137,7 +145,7 @@ struct AuditLine<'a> {
 
 /// How prompts given as text become token ids.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum PromptForm {
+pub(super) enum PromptForm {
     /// As written (closed model: the windows inside the prompt are what matters).
     Plain,
     /// Wrapped in the default model's chat template, as the suspect read it.
@@ -145,17 +153,21 @@ enum PromptForm {
 }
 
 /// Turns answers into token ids with a tokenizer loaded on first need.
-struct Encoder<'a> {
+pub(super) struct Encoder<'a> {
     session: &'a ProfileSession,
 }
 
 impl Encoder<'_> {
-    fn tokenizer(&mut self) -> Result<&TextTokenizer> {
+    pub(super) fn tokenizer(&mut self) -> Result<&TextTokenizer> {
         tokenizer(self.session)
     }
 
     /// The prompt's ids and the answer's.
-    fn encode(&mut self, answer: Document, form: PromptForm) -> Result<(Vec<u32>, Vec<u32>)> {
+    pub(super) fn encode(
+        &mut self,
+        answer: Document,
+        form: PromptForm,
+    ) -> Result<(Vec<u32>, Vec<u32>)> {
         let response = match answer.body {
             Content::Tokens(ids) => ids,
             Content::Text(text) if text.is_empty() => Vec::new(),
@@ -205,17 +217,30 @@ pub fn run(args: &AuditArgs, out: &mut impl Write) -> Result<ExitStatus> {
                 .with_context(|| source.to_string())
         })?;
         Mode::Closed
+    } else if let (Some(url), Some(texts), Some(cache)) =
+        (&args.live.suspect_url, &args.texts, &args.live.cache)
+    {
+        if args.report.dir.is_some() {
+            bail!("--report is not available for a live reading-mode audit yet");
+        }
+        let ours = encoder.tokenizer()?;
+        for read in crate::endpoint::read_texts(&args.live, url, texts, cache, ours)? {
+            audit
+                .add_reading_aligned(&read.prompt, &read.text, &read.predictions)
+                .with_context(|| read.source.clone())?;
+        }
+        Mode::Reading
     } else {
         let (Some(model_path), Some(texts)) = (&args.suspect_model, &args.texts) else {
-            bail!("give --suspect OUTPUTS.jsonl, or --suspect-model MODEL.gguf with --texts OURS.jsonl");
+            bail!(
+                "give --suspect OUTPUTS.jsonl, --suspect-model MODEL.gguf with --texts OURS.jsonl, \
+                 or --suspect-url URL with --prompts PROMPTS.jsonl or --texts OURS.jsonl"
+            );
         };
-        let model = load_suspect(model_path, session.profile(), args.threads)?;
+        let suspect = reading::Suspect::load(model_path, &session, args.threads)?;
         each_answer(texts, "reading", |source, answer| {
-            let (prompt, text) = encoder.encode(answer, PromptForm::Chat)?;
-            let predictions = tracemark_model::reading::top1_predictions(&model, &prompt, &text)
-                .with_context(|| source.to_string())?;
-            audit
-                .add_reading(&prompt, &text, &predictions)
+            suspect
+                .read(answer, &mut encoder, &mut audit)
                 .with_context(|| source.to_string())
         })?;
         Mode::Reading
@@ -233,6 +258,19 @@ pub fn run(args: &AuditArgs, out: &mut impl Write) -> Result<ExitStatus> {
 
     if let Some(curve) = &args.curve {
         write_curve(curve, &audit.curve(), &report, args.force)?;
+    }
+    if let Some(dir) = &args.report.dir {
+        let suspect = args.suspect.as_deref().or(live_cache.as_deref());
+        let curve = audit.curve();
+        let run = crate::report::audit_findings(
+            args,
+            &session,
+            &report,
+            &curve,
+            suspect,
+            mode == Mode::Reading,
+        )?;
+        crate::report::write(dir, args.report.commitment.as_deref(), &session, run)?;
     }
     let supervised = args.filter.is_some();
     if args.json {
@@ -272,27 +310,6 @@ fn read_filter(green: &GreenList, path: &Path, encoder: &mut Encoder) -> Result<
         );
     }
     Ok(filter)
-}
-
-/// The suspect model for reading mode (a GGUF file or a Hugging Face checkpoint directory);
-/// its tokenizer must be the profile's.
-fn load_suspect(
-    path: &Path,
-    profile: &Profile,
-    threads: Option<usize>,
-) -> Result<tracemark_model::SuspectModel> {
-    if let Some(n) = threads {
-        tracemark_model::llama::set_threads(n)?;
-    }
-    // The tokenizer first: a suspect the profile cannot score is refused before its weights
-    // are read.
-    let tokenizer = tracemark_model::SuspectModel::tokenizer(path)?;
-    profile
-        .check_tokenizer(tokenizer.fingerprint())
-        .with_context(|| format!("{}: the suspect's tokenizer", path.display()))?;
-    let options = tracemark_model::llama::LoadOptions::default();
-    let (model, _) = tracemark_model::SuspectModel::load(path, &options)?;
-    Ok(model)
 }
 
 /// Calls `f` with each answer of the JSONL input at `path` (`-` is stdin) and its
@@ -412,8 +429,17 @@ fn print_report(
     let k = &report.skipped;
     writeln!(
         out,
-        "skipped: {} too little context, {} repeated, {} in prompt, {} earlier in text, {} not in filter",
-        k.too_little_context, k.repeated, k.in_prompt, k.earlier_in_text, k.not_in_filter
+        "skipped: {} too little context, {} repeated, {} in prompt, {} earlier in text, {} not in filter{}",
+        k.too_little_context,
+        k.repeated,
+        k.in_prompt,
+        k.earlier_in_text,
+        k.not_in_filter,
+        if k.unaligned > 0 {
+            format!(", {} unaligned", k.unaligned)
+        } else {
+            String::new()
+        }
     )?;
     writeln!(
         out,

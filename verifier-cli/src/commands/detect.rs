@@ -74,6 +74,9 @@ pub struct DetectArgs {
     /// Exit with status 3 when any document is judged watermarked.
     #[arg(long)]
     pub fail_if_watermarked: bool,
+    /// The evidence report (`--report DIR`, `--commitment FILE`).
+    #[command(flatten)]
+    pub report: crate::report::ReportArgs,
 }
 
 /// A scored document.
@@ -133,6 +136,11 @@ pub fn run(args: &DetectArgs, out: &mut impl Write) -> Result<ExitStatus> {
         None
     };
 
+    if let Some(dir) = &args.report.dir {
+        let run = crate::report::detect_findings(args, &session, options.fpr)?;
+        crate::report::write(dir, args.report.commitment.as_deref(), &session, run)?;
+    }
+
     let show_tokens = args.tokens && !args.json;
     let scored = documents
         .into_iter()
@@ -178,7 +186,7 @@ pub fn run(args: &DetectArgs, out: &mut impl Write) -> Result<ExitStatus> {
 
 /// Every document of every input, in order. All are read before any is scored, so that a
 /// malformed line is reported before a missing tokenizer or a token outside the vocabulary.
-pub(super) fn read_documents(args: &DetectArgs) -> Result<Vec<Document>> {
+pub(crate) fn read_documents(args: &DetectArgs) -> Result<Vec<Document>> {
     let stdin_only = [PathBuf::from("-")];
     let inputs: &[PathBuf] = if args.inputs.is_empty() {
         &stdin_only

@@ -1,9 +1,13 @@
 //! The subcommands, one module each: its arguments (clap), its long help and its `run`.
 
 pub mod audit;
+pub mod commit;
 pub mod detect;
 pub mod generate;
 pub mod keygen;
+pub(crate) mod reading;
+pub mod verify_commitment;
+pub mod verify_report;
 pub mod vllm_keygen;
 pub mod vllm_scheme;
 

@@ -111,8 +111,8 @@ fn verdict(score: &GumbelScore, fpr: Fpr) -> &'static str {
 
 /// `tracemark detect` with a vLLM-scheme profile: one test per document.
 pub fn detect(args: &DetectArgs, out: &mut impl Write) -> Result<ExitStatus> {
-    if args.windowed || args.tokens {
-        bail!("--windowed and --tokens are not available for {VLLM_SCHEME} profiles");
+    if args.windowed || args.tokens || args.report.dir.is_some() {
+        bail!("--windowed, --tokens and --report are not available for {VLLM_SCHEME} profiles");
     }
     let documents = read_documents(args)?;
     let needs_tokenizer = documents.iter().any(Document::needs_tokenizer);
@@ -229,8 +229,10 @@ pub fn audit(args: &AuditArgs, out: &mut impl Write) -> Result<ExitStatus> {
             "{VLLM_SCHEME} profiles are audited in closed mode only: give --suspect OUTPUTS.jsonl"
         );
     };
-    if args.filter.is_some() || args.curve.is_some() || args.plan {
-        bail!("--filter, --curve and --plan are not available for {VLLM_SCHEME} profiles");
+    if args.filter.is_some() || args.curve.is_some() || args.plan || args.report.dir.is_some() {
+        bail!(
+            "--filter, --curve, --plan and --report are not available for {VLLM_SCHEME} profiles"
+        );
     }
     let mut setup = Setup::new(&args.profile, args.tokenizer.as_deref(), args.fpr, false)?;
     let mut profile = setup.profile.clone();

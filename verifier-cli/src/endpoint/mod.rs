@@ -6,6 +6,9 @@
 mod cache;
 mod client;
 mod pool;
+mod reading;
+
+pub use reading::read_texts;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -27,13 +30,19 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 /// The arguments of a live audit (a block of `tracemark audit`'s).
 #[derive(Debug, Args)]
 pub struct LiveArgs {
-    /// Live closed model: the suspect's OpenAI-compatible API, e.g. http://HOST:PORT/v1; its
-    /// answers to --prompts are cached in --cache, then audited.
-    #[arg(long, value_name = "URL", requires_all = ["prompts", "cache"],
-          conflicts_with_all = ["suspect", "suspect_model", "texts"])]
+    /// Live model: the suspect's OpenAI-compatible API, e.g. http://HOST:PORT/v1. Closed:
+    /// its answers to --prompts are cached in --cache, then audited. Reading mode (with
+    /// --texts): its greedy next token after each prefix of our texts (one request a position).
+    #[arg(long, value_name = "URL", requires = "cache",
+          conflicts_with_all = ["suspect", "suspect_model"])]
     pub suspect_url: Option<String>,
     /// Live audit: the prompts to ask (JSONL, a `prompt` string per line).
-    #[arg(long, value_name = "FILE", requires = "suspect_url")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "suspect_url",
+        conflicts_with = "texts"
+    )]
     pub prompts: Option<PathBuf>,
     /// Live audit: the answer cache (JSONL), appended to as answers arrive; a rerun resumes
     /// from it, and `audit --suspect CACHE` recomputes the same report offline.
@@ -118,27 +127,9 @@ pub fn collect(
         max_tokens: args.max_tokens,
         temperature: args.temperature,
     };
-    let patience = Patience {
-        timeout: Duration::from_secs(args.timeout),
-        retries: args.retries,
-        backoff: FIRST_BACKOFF,
-    };
-    let client = Client::new(
-        url,
-        api_key(args.api_key_env.as_deref())?,
-        params.clone(),
-        patience,
-    );
-
+    let client = client(args, url, params.clone())?;
     let (mut cache, cached) = AnswerCache::open(cache_path, &params)?;
-    if cached.repaired_bytes > 0 {
-        eprintln!(
-            "warning: {}: cut off a torn last line ({} bytes) left by an interrupted run; \
-             its question is asked again",
-            cache_path.display(),
-            cached.repaired_bytes
-        );
-    }
+    warn_repaired(cache_path, cached.repaired_bytes);
     let mut run = Collection {
         cache_path,
         endpoint: cache::public_url(client.url()),
@@ -170,6 +161,32 @@ pub fn collect(
     run.progress.finish(started);
     asked?;
     Ok(Some(cache_path.clone()))
+}
+
+/// The client of a live audit at `url`, asking with `params`.
+fn client(args: &LiveArgs, url: &str, params: RequestParams) -> Result<Client> {
+    let patience = Patience {
+        timeout: Duration::from_secs(args.timeout),
+        retries: args.retries,
+        backoff: FIRST_BACKOFF,
+    };
+    Ok(Client::new(
+        url,
+        api_key(args.api_key_env.as_deref())?,
+        params,
+        patience,
+    ))
+}
+
+/// Says that a torn last line was cut off the cache, when one was.
+fn warn_repaired(cache_path: &Path, repaired_bytes: u64) {
+    if repaired_bytes > 0 {
+        eprintln!(
+            "warning: {}: cut off a torn last line ({repaired_bytes} bytes) left by an \
+             interrupted run; its question is asked again",
+            cache_path.display()
+        );
+    }
 }
 
 /// The API key from environment variable `var`; the refusal names the variable only.

@@ -3,7 +3,7 @@
 # pyo3 classes take their arguments in __new__ (there is no __init__) and cannot be subclassed.
 import os
 import pathlib
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Union, final
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union, final
 
 import numpy as np
 import numpy.typing as npt
@@ -24,6 +24,8 @@ __all__ = [
     "TupleSet",
     "WindowFilter",
     "Audit",
+    "_shard_batch",
+    "_tally_partition",
 ]
 
 __version__: str
@@ -235,3 +237,21 @@ class Audit:
     ) -> Dict[str, Any]: ...
     def curve(self) -> List[Dict[str, Any]]: ...
     def memory_bytes(self) -> int: ...
+
+# The two halves of a corpus scan over workers (tracemark.ray). A column is a tuple of Arrow
+# buffers: (values or UTF-8 bytes, offsets, a bool mask of present rows or None).
+_Column = Tuple[Any, Any, Optional[npt.NDArray[np.bool_]]]
+
+def _shard_batch(
+    watermark: Watermark,
+    partitions: int,
+    *,
+    body_ids: Optional[_Column] = None,
+    body_text: Optional[_Column] = None,
+    prompt_ids: Optional[_Column] = None,
+    prompt_text: Optional[_Column] = None,
+    exclude_context: bool = True,
+) -> Dict[str, npt.NDArray[Any]]: ...
+def _tally_partition(
+    seed: npt.NDArray[np.uint64], token: npt.NDArray[np.uint32], green: npt.NDArray[np.bool_]
+) -> Dict[str, int]: ...
