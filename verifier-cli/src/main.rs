@@ -20,7 +20,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::cli::{Cli, Command};
-use crate::commands::{audit, detect, generate, keygen};
+use crate::commands::{audit, detect, generate, keygen, vllm_keygen};
 use crate::commands::{commit, verify_commitment, verify_report};
 use crate::exit::ExitStatus;
 
@@ -39,6 +39,7 @@ fn main() -> ExitCode {
         Command::Commit(args) => commit::run(args, &mut out).map(|()| ExitStatus::Ok),
         Command::VerifyCommitment(args) => verify_commitment::run(args, &mut out),
         Command::VerifyReport(args) => verify_report::run(args, &mut out),
+        Command::VllmKeygen(args) => vllm_keygen::run(args, &mut out).map(|()| ExitStatus::Ok),
     }
     .and_then(|status| {
         out.flush()?;

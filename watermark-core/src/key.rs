@@ -132,7 +132,7 @@ const ALLOW_SHARED: &str = "TRACEMARK_ALLOW_SHARED_KEY";
 /// Refuses a key file other users can read or write, or one in a directory they can write
 /// without the sticky bit (they could replace the key).
 #[cfg(unix)]
-fn check_private(path: &Path) -> Result<()> {
+pub(crate) fn check_private(path: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(path)
         .map_err(|e| Error::io(path, e))?
@@ -170,7 +170,7 @@ fn check_private(path: &Path) -> Result<()> {
 }
 
 #[cfg(not(unix))]
-fn check_private(_path: &Path) -> Result<()> {
+pub(crate) fn check_private(_path: &Path) -> Result<()> {
     Ok(())
 }
 

@@ -66,6 +66,7 @@ pub mod stats;
 mod synthetic;
 #[cfg(feature = "tokenizers")]
 mod text;
+pub mod vllm;
 
 pub use audit::{Audit, AuditOptions, AuditReport, CurvePoint, WindowFilter};
 pub use dedup::TupleSet;

