@@ -81,6 +81,26 @@ def test_vllm_processor_follows_the_persistent_batch(small_profile, monkeypatch)
     check(rng.normal(size=(2, 1000)).astype(np.float32), {1: [42, 9]})
 
 
+def test_vllm_device_path_biases_the_rows_the_host_path_does(small_profile, monkeypatch):
+    """The GPU branch (tracemark.torch_green, no host copy), run here on CPU tensors, gives the
+    rows of the Rust host path, for the watermarked rows only."""
+    torch = pytest.importorskip("torch")
+    from tracemark.adapters import vllm as adapter
+
+    monkeypatch.setenv(adapter.PROFILE_ENV, str(small_profile))
+    monkeypatch.delenv(adapter.OPT_OUT_ENV, raising=False)
+    monkeypatch.delenv(adapter.OPT_OUT_KEYS_ENV, raising=False)
+    proc = adapter.WatermarkLogitsProcessor(None, "cpu", False)
+    on = SimpleNamespace(extra_args=None)
+    proc.update_state(_update(added=[(0, on, [1, 2], [5, 6, 7]), (2, on, [40, 41, 42], [])], batch_size=3))
+    logits = torch.randn(3, 1000, generator=torch.Generator().manual_seed(3))
+    host = proc.apply(logits.clone())
+    indices = [0, 2]
+    device = proc._apply_on_device(logits.clone(), [proc._context(i) for i in indices], indices)
+    assert torch.equal(device, host)
+    assert torch.equal(device[1], logits[1])  # the row not watermarked is left alone
+
+
 def test_vllm_opt_out_is_ignored_unless_the_operator_allows_it(small_profile, monkeypatch):
     from tracemark.adapters import vllm as adapter
 

