@@ -114,6 +114,10 @@ pub struct AuditArgs {
     /// Live closed model (--suspect-url and its options).
     #[command(flatten)]
     pub live: Box<crate::endpoint::LiveArgs>,
+    /// Also name the API accounts whose answers the suspect learned: the accounts listed in
+    /// FILE (one id per line), each with a pooled test and a family-wise corrected threshold.
+    #[arg(long, value_name = "FILE", conflicts_with = "filter")]
+    pub accounts: Option<PathBuf>,
 }
 
 /// What the suspect gave us: its outputs, or its predictions while reading our texts.
@@ -131,6 +135,9 @@ struct AuditLine<'a> {
     report: &'a AuditReport,
     mode: Mode,
     supervised: bool,
+    /// `--accounts`: the per-account pooled tests.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    accounts: Option<watermark_core::account::AccountAuditReport>,
     /// Wall-clock time of the scoring, model included, in seconds.
     seconds: f64,
 }
@@ -187,6 +194,10 @@ pub fn run(args: &AuditArgs, out: &mut impl Write) -> Result<ExitStatus> {
     };
     let mut encoder = Encoder { session: &session };
     let mut audit = Audit::new(green.clone(), options.clone())?;
+    let mut accounts = match &args.accounts {
+        Some(path) => Some(super::accounts::AuditAccounts::open(path, green, &options)?),
+        None => None,
+    };
     if let Some(filter_path) = &args.filter {
         let filter = read_filter(green, filter_path, &mut encoder)?;
         audit = audit.with_filter(filter)?;
@@ -197,6 +208,10 @@ pub fn run(args: &AuditArgs, out: &mut impl Write) -> Result<ExitStatus> {
     let mode = if let Some(suspect) = args.suspect.as_ref().or(live_cache.as_ref()) {
         each_answer(suspect, "auditing", |source, answer| {
             let (prompt, response) = encoder.encode(answer, PromptForm::Plain)?;
+            if let Some(a) = accounts.as_mut() {
+                a.add_output(&prompt, &response)
+                    .with_context(|| source.to_string())?;
+            }
             audit
                 .add_output(&prompt, &response)
                 .with_context(|| source.to_string())
@@ -211,6 +226,10 @@ pub fn run(args: &AuditArgs, out: &mut impl Write) -> Result<ExitStatus> {
             let (prompt, text) = encoder.encode(answer, PromptForm::Chat)?;
             let predictions = tracemark_model::reading::top1_predictions(&model, &prompt, &text)
                 .with_context(|| source.to_string())?;
+            if let Some(a) = accounts.as_mut() {
+                a.add_reading(&prompt, &text, &predictions)
+                    .with_context(|| source.to_string())?;
+            }
             audit
                 .add_reading(&prompt, &text, &predictions)
                 .with_context(|| source.to_string())
@@ -237,6 +256,7 @@ pub fn run(args: &AuditArgs, out: &mut impl Write) -> Result<ExitStatus> {
             report: &report,
             mode,
             supervised,
+            accounts: accounts.as_ref().map(|a| a.report()),
             seconds: started.elapsed().as_secs_f64(),
         };
         // Written through a `Value`, whose objects sort their keys: the report keeps the key
@@ -245,6 +265,9 @@ pub fn run(args: &AuditArgs, out: &mut impl Write) -> Result<ExitStatus> {
     } else {
         print_report(&report, mode, supervised, out)?;
         print_conclusion(&report, args.plan, out)?;
+        if let Some(a) = &accounts {
+            a.print(out)?;
+        }
     }
     Ok(ExitStatus::verdict(
         args.fail_if_watermarked,

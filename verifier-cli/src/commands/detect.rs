@@ -74,6 +74,11 @@ pub struct DetectArgs {
     /// Exit with status 3 when any document is judged watermarked.
     #[arg(long)]
     pub fail_if_watermarked: bool,
+    /// Also name the API account each document came from: the accounts listed in FILE, one id
+    /// per line, each tested with a p-value corrected for their number ("no account" when none
+    /// is significant).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["windowed", "tokens"])]
+    pub accounts: Option<PathBuf>,
 }
 
 /// A scored document.
@@ -110,6 +115,9 @@ struct DetectionLine<'a> {
 }
 
 pub fn run(args: &DetectArgs, out: &mut impl Write) -> Result<ExitStatus> {
+    if let Some(accounts) = &args.accounts {
+        return super::accounts::detect_documents(args, accounts, out);
+    }
     let session = Profile::open(&args.profile)?.with_tokenizer_file(args.tokenizer.as_deref());
     let green = session.green_list();
     let fpr = args.fpr.unwrap_or(session.fpr().get());
@@ -175,7 +183,7 @@ pub fn run(args: &DetectArgs, out: &mut impl Write) -> Result<ExitStatus> {
 
 /// Every document of every input, in order. All are read before any is scored, so that a
 /// malformed line is reported before a missing tokenizer or a token outside the vocabulary.
-fn read_documents(args: &DetectArgs) -> Result<Vec<Document>> {
+pub(crate) fn read_documents(args: &DetectArgs) -> Result<Vec<Document>> {
     let stdin_only = [PathBuf::from("-")];
     let inputs: &[PathBuf] = if args.inputs.is_empty() {
         &stdin_only
