@@ -7,6 +7,7 @@
 
 #[cfg(feature = "experiments")]
 mod experiments;
+mod gamma;
 mod interval;
 
 use std::f64::consts::LN_10;
@@ -15,6 +16,7 @@ use std::f64::consts::LN_10;
 pub use experiments::{
     expected_green_fraction_lower_bound, ks_uniform, spike_entropy, spike_modulus,
 };
+pub use gamma::{gamma_ln_sf, gamma_log10_sf};
 pub use interval::clopper_pearson;
 
 /// ln(2 pi) / 2.
