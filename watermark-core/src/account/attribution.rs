@@ -74,7 +74,7 @@ impl AccountAttribution {
                 if scored == 0 {
                     0.0
                 } else {
-                    temp_gamma_ln_sf(scored as f64, s).min(0.0)
+                    stats::gamma_ln_sf(scored, s).min(0.0)
                 }
             })
             .collect();
@@ -208,17 +208,4 @@ mod tests {
         assert_eq!(r.best, None);
         assert_eq!(r.accounts[0].corrected_log10_p_value, 0.0);
     }
-}
-
-// TEMP until main's stats::gamma_ln_sf lands: P(Gamma(n,1) > x) = P(Poisson(x) <= n-1).
-fn temp_gamma_ln_sf(n: f64, x: f64) -> f64 {
-    let n = n as u64;
-    if x <= 0.0 {
-        return 0.0;
-    }
-    let terms: Vec<f64> = (0..n)
-        .map(|k| -x + (k as f64) * x.ln() - stats::ln_gamma(k as f64 + 1.0))
-        .collect();
-    let m = terms.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-    m + terms.iter().map(|t| (t - m).exp()).sum::<f64>().ln()
 }
