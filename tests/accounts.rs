@@ -78,10 +78,16 @@ fn untested_accounts_have_uniform_corrected_p_values() {
         }
     }
     let (d, p) = ks_uniform(&corrected);
-    eprintln!("corrected minima: n = {}, KS D = {d:.4}, p = {p:.3}", corrected.len());
+    eprintln!(
+        "corrected minima: n = {}, KS D = {d:.4}, p = {p:.3}",
+        corrected.len()
+    );
     assert!(p > 1e-3, "corrected minima not uniform: D = {d}, p = {p}");
     let (d, p) = ks_uniform(&single);
-    eprintln!("single p-values: n = {}, KS D = {d:.4}, p = {p:.3}", single.len());
+    eprintln!(
+        "single p-values: n = {}, KS D = {d:.4}, p = {p:.3}",
+        single.len()
+    );
     assert!(p > 1e-3, "single p-values not uniform: D = {d}, p = {p}");
 }
 
@@ -130,7 +136,9 @@ fn the_master_signal_is_the_same_with_accounts() {
             .map(|d| {
                 let drawing = if with_account {
                     let id = format!("acct-{}", d % 50);
-                    green.clone().with_account(AccountKey::derive(&key, &id).unwrap())
+                    green
+                        .clone()
+                        .with_account(AccountKey::derive(&key, &id).unwrap())
                 } else {
                     green.clone()
                 };
@@ -153,4 +161,3 @@ fn the_master_signal_is_the_same_with_accounts() {
     assert!(z.abs() < 4.4, "with {m1:.4}, without {m0:.4}, z = {z:.2}");
     assert!(m1 > 0.4 && m0 > 0.4, "{m1} {m0}");
 }
-

@@ -201,7 +201,7 @@ mod tests {
         let a = AccountKey::derive(&key, "a").unwrap();
         let opts = AccountOptions::default();
         assert!(detect_accounts(&green, &[], &[], &[1, 2, 3], &opts).is_err());
-        assert!(detect_accounts(&green, &[a.clone()], &[], &[1, 200], &opts).is_err());
+        assert!(detect_accounts(&green, std::slice::from_ref(&a), &[], &[1, 200], &opts).is_err());
         // Too short to score: nothing attributed, every p-value 1.
         let r = detect_accounts(&green, &[a], &[], &[1, 2], &opts).unwrap();
         assert_eq!(r.scored, 0);

@@ -65,11 +65,11 @@ mod tests {
 
     #[test]
     fn sidak_matches_the_direct_formula_where_it_is_representable() {
-        for &p in &[0.5, 0.1, 1e-3, 1e-6, 1e-9, 1e-12] {
+        for &p in &[0.5f64, 0.1, 1e-3, 1e-6, 1e-9, 1e-12] {
             for &m in &[1u64, 2, 10, 100, 10_000] {
-                let direct = 1.0 - (1.0 - p as f64).powf(m as f64);
+                let direct = 1.0 - (1.0 - p).powf(m as f64);
                 // 1 - (1-p)^m loses digits for tiny p; ln_1p/expm1 keep them.
-                let stable = -((m as f64) * (-p as f64).ln_1p()).exp_m1();
+                let stable = -((m as f64) * (-p).ln_1p()).exp_m1();
                 near(sidak_ln(f64::ln(p), m).exp(), stable, 1e-12);
                 near(stable, direct, 1e-3);
             }

@@ -84,13 +84,13 @@ fn derive_bytes(master: &[u8; 32], id: &str) -> [u8; 32] {
 
 fn check_id(id: &str) -> Result<()> {
     if id.is_empty() || id.len() > MAX_ACCOUNT_ID_BYTES {
-        return Err(Error::InvalidParameter(format!(
+        return Err(Error::BadAccount(format!(
             "an account id must be 1 to {MAX_ACCOUNT_ID_BYTES} bytes, not {}",
             id.len()
         )));
     }
     if id.chars().any(char::is_control) {
-        return Err(Error::InvalidParameter(
+        return Err(Error::BadAccount(
             "an account id may not contain control characters".into(),
         ));
     }
@@ -108,9 +108,12 @@ pub fn parse_account_list(text: &str) -> Result<Vec<String>> {
         if id.is_empty() || id.starts_with('#') {
             continue;
         }
-        check_id(id).map_err(|e| Error::InvalidParameter(format!("line {}: {e}", n + 1)))?;
+        check_id(id).map_err(|e| match e {
+            Error::BadAccount(reason) => Error::BadAccount(format!("line {}: {reason}", n + 1)),
+            other => other,
+        })?;
         if !seen.insert(id.to_string()) {
-            return Err(Error::InvalidParameter(format!(
+            return Err(Error::BadAccount(format!(
                 "line {}: account id listed twice",
                 n + 1
             )));
@@ -118,9 +121,7 @@ pub fn parse_account_list(text: &str) -> Result<Vec<String>> {
         ids.push(id.to_string());
     }
     if ids.is_empty() {
-        return Err(Error::EmptyInput(
-            "the accounts list names no account".into(),
-        ));
+        return Err(Error::BadAccount("the list names no account".into()));
     }
     Ok(ids)
 }
