@@ -154,7 +154,10 @@ fn bad_account_lists_are_one_clear_error() {
     sb.write("doc.jsonl", "{\"tokens\": [1, 2, 3, 4, 5, 6, 7, 8]}\n");
     let detect = "detect --profile k/profile.toml doc.jsonl --accounts";
     sb.write("dup.txt", "a\nb\na\n");
-    assert_one_line_error(&sb.run(&format!("{detect} dup.txt")), "dup.txt: line 3");
+    assert_one_line_error(
+        &sb.run(&format!("{detect} dup.txt")),
+        "dup.txt: bad account id: line 3: account id listed twice",
+    );
     sb.write("empty.txt", "# none\n\n");
     assert_one_line_error(
         &sb.run(&format!("{detect} empty.txt")),
@@ -169,9 +172,7 @@ fn bad_account_lists_are_one_clear_error() {
     assert!(run.stdout.contains("no account"), "{}", run.stdout);
     let run = sb.run("generate --profile k/profile.toml --synthetic --account a --no-watermark");
     assert_eq!(run.code, 2, "{run:?}");
-    let run = sb.run(&format!(
-        "audit --profile k/profile.toml --suspect doc.jsonl --accounts ok.txt"
-    ));
+    let run = sb.run("audit --profile k/profile.toml --suspect doc.jsonl --accounts ok.txt");
     assert_eq!(run.code, 0, "{run:?}");
     assert!(run.stdout.contains("no account"), "{}", run.stdout);
 }
