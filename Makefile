@@ -50,6 +50,9 @@ radioactivity-neural: model ## Neural students: SmolLM2 fine-tuned on watermarke
 	@TRACEMARK_CORPUS="$${TRACEMARK_CORPUS:-$$(bash scripts/fetch-corpus.sh)}" \
 	  $(CARGO) run --release -q -p tracemark-lab --bin radioactivity_neural -- $(RADIOACTIVITY_NEURAL_ARGS)
 
+accounts: ## Which account? identification at 10, 100 and 10^4 accounts, master TPR with and without, student attribution (synthetic teacher)
+	@$(CARGO) run --release -q -p tracemark-lab --bin accounts -- $(ACCOUNTS_ARGS)
+
 model: ## Fetch the default model (SmolLM2-135M-Instruct GGUF) into the cache, checked by SHA-256
 	@bash scripts/fetch-model.sh
 
