@@ -209,8 +209,9 @@ pub struct StudentRow {
     pub scored: u64,
     /// The accounts the audit attributes.
     pub attributed: Vec<String>,
-    /// The largest corrected log10 p among the served accounts.
-    pub worst_served_log10_p: f64,
+    /// The largest corrected log10 p among the served accounts that are listed (`None` when
+    /// none is: the null student).
+    pub worst_served_log10_p: Option<f64>,
     /// The smallest corrected log10 p among the others.
     pub best_other_log10_p: f64,
     /// KS p-value of the other accounts' (uncorrected) p-values against Uniform(0, 1).
@@ -284,7 +285,7 @@ pub fn student_attribution(
             .iter()
             .filter(|s| is_served(&s.account))
             .map(|s| s.corrected_log10_p_value)
-            .fold(f64::NEG_INFINITY, f64::max),
+            .reduce(f64::max),
         best_other_log10_p: report
             .accounts
             .iter()

@@ -43,7 +43,7 @@ fn main() -> Result<()> {
     );
     println!("| accounts | sharpness | entropy (nats/token) | scored | identified | wrong | master detected |");
     println!("|---|---|---|---|---|---|---|");
-    for (sharpness, key) in [(1.0f32, 1u64), (2.0, 2)] {
+    for (sharpness, key) in [(1.0f32, 1u64), (2.0, 2), (3.0, 9)] {
         for m in [10usize, 100, 10_000] {
             let r = identification(key, m, args.documents, 150, sharpness, 1e-6)?;
             let n = r.documents as f64;
@@ -115,10 +115,11 @@ fn main() -> Result<()> {
             row.attributed.join(", ")
         };
         println!(
-            "| {} | {served_list} | {} | {attributed} | {:.1} | {:.2} | {:.2} | {:.1} |",
+            "| {} | {served_list} | {} | {attributed} | {} | {:.2} | {:.2} | {:.1} |",
             row.accounts,
             row.scored,
-            row.worst_served_log10_p,
+            row.worst_served_log10_p
+                .map_or("-".to_string(), |p| format!("{p:.1}")),
             row.best_other_log10_p,
             row.others_ks_p,
             row.master_log10_p
