@@ -46,9 +46,10 @@ pub fn accounts(master: &SecretKey, m: usize) -> CoreResult<Vec<AccountKey>> {
 /// One teacher document: a 4-token prompt and `len` tokens drawn with `green` (which may carry
 /// an account), with its mean entropy (nats) of the sampled distribution.
 pub fn document(green: &GreenList, doc: u64, len: usize, sharpness: f32) -> CoreResult<Document> {
-    let lm = SyntheticLm::new(VOCAB, sharpness, splitmix(doc));
+    let vocab = green.vocab_size();
+    let lm = SyntheticLm::new(vocab, sharpness, splitmix(doc));
     let prompt: Vec<u32> = (0..4)
-        .map(|j| (splitmix(doc ^ (j << 40)) % u64::from(VOCAB)) as u32)
+        .map(|j| (splitmix(doc ^ (j << 40)) % u64::from(vocab)) as u32)
         .collect();
     let mut sampler = WatermarkSampler::new(
         Some(green.clone()),
@@ -62,7 +63,7 @@ pub fn document(green: &GreenList, doc: u64, len: usize, sharpness: f32) -> Core
         let state = context[n - 3..]
             .iter()
             .fold(0u64, |h, &t| splitmix(h ^ u64::from(t)));
-        let mut row = lm.logits(&[(state % u64::from(VOCAB)) as u32]);
+        let mut row = lm.logits(&[(state % u64::from(vocab)) as u32]);
         entropy += top_k_entropy(&row);
         let t = sampler.sample(&context, &mut row)?;
         context.push(t);
@@ -220,6 +221,11 @@ pub struct StudentRow {
     pub master_log10_p: f64,
 }
 
+/// Vocabulary of the student experiment's teacher: small enough that a few hundred answers
+/// visit each two-token window several times (with 1000 tokens there are 10^6 windows, and a
+/// trigram student trained on 10^5 tokens has seen almost none of the windows it writes in).
+pub const STUDENT_VOCAB: u32 = 100;
+
 /// Trains an order-3 n-gram student on `train_docs` teacher answers served round-robin to the
 /// accounts `served` (indices; one at or above `m` is an account outside the list, for the null
 /// student), samples `audit_docs` answers of `tokens` tokens from it at `temperature`, and
@@ -236,7 +242,7 @@ pub fn student_attribution(
     fpr: f64,
 ) -> anyhow::Result<StudentRow> {
     let master = master_key(key_index);
-    let green = GreenList::new(&master, Default::default(), VOCAB)?;
+    let green = GreenList::new(&master, Default::default(), STUDENT_VOCAB)?;
     let every = served.iter().map(|&i| i + 1).max().unwrap_or(0).max(m);
     let all = accounts(&master, every)?;
     let mut training = Vec::with_capacity(train_docs);
@@ -247,7 +253,7 @@ pub fn student_attribution(
         training.push([doc.prompt, doc.text].concat());
     }
     let student = NgramModel::train(
-        VOCAB,
+        STUDENT_VOCAB,
         NgramConfig::default(),
         training.iter().map(Vec::as_slice),
     )?;
@@ -260,7 +266,7 @@ pub fn student_attribution(
     let mut sampler = NgramSampler::new(&student, temperature, splitmix(key_index))?;
     for d in 0..audit_docs {
         let prompt: Vec<u32> = (0..4)
-            .map(|j| (splitmix((1 << 62) ^ (d as u64) << 8 ^ j) % u64::from(VOCAB)) as u32)
+            .map(|j| (splitmix((1 << 62) ^ (d as u64) << 8 ^ j) % u64::from(STUDENT_VOCAB)) as u32)
             .collect();
         let answer = sampler.generate(&prompt, tokens, &[])?;
         audit.add_output(&prompt, &answer)?;

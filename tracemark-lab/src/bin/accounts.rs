@@ -25,6 +25,9 @@ struct Args {
     /// Answers each student writes for its audit.
     #[arg(long, default_value_t = 400)]
     audit: usize,
+    /// Only the student experiment (skip identification and TPR).
+    #[arg(long)]
+    students_only: bool,
     /// Sampling temperature of the students' answers.
     #[arg(long, default_value_t = 0.7)]
     student_temperature: f64,
@@ -36,7 +39,16 @@ fn main() -> Result<()> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("Which account? synthetic teacher (vocabulary 1000, top-k 50, T = 1), default scheme");
     println!("(previous 2, gamma 0.25, delta 2); {threads} CPU threads.\n");
+    if !args.students_only {
+        text_tables(&args)?;
+    }
+    student_table(&args)?;
+    println!("\n{:.0} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
 
+/// Identification from text, and the master TPR with and without accounts.
+fn text_tables(args: &Args) -> Result<()> {
     println!(
         "Identification at 150 tokens, family-wise FPR 1e-6 ({} documents a row)\n",
         args.documents
@@ -70,6 +82,11 @@ fn main() -> Result<()> {
         println!("| {sharpness} | {with:.3} | {without:.3} |");
     }
 
+    Ok(())
+}
+
+/// Attribution through n-gram students.
+fn student_table(args: &Args) -> Result<()> {
     println!(
         "\nStudents (order-3 n-gram, {} teacher answers of 150 tokens, {} audit answers at T = {})\n",
         args.train, args.audit, args.student_temperature
@@ -125,6 +142,5 @@ fn main() -> Result<()> {
             row.master_log10_p
         );
     }
-    println!("\n{:.0} s", started.elapsed().as_secs_f64());
     Ok(())
 }
