@@ -122,3 +122,79 @@ fn every_commitment_vector_in_the_spec_holds() {
         c.open(&parameters, key).unwrap();
     }
 }
+
+/// The account section's table: seed, uniform and score of each row (the derived key column is
+/// checked by the core's unit tests, where the key bytes are visible).
+#[test]
+fn every_account_vector_in_the_spec_holds() {
+    use watermark_core::account::AccountKey;
+    let spec =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../WATERMARK-SPEC.md"))
+            .expect("WATERMARK-SPEC.md at the workspace root");
+    let table = spec
+        .split("### Account test vectors")
+        .nth(1)
+        .and_then(|t| t.split("## Test vectors").next())
+        .expect("an account test-vector section");
+    let keys = [
+        SecretKey::from_bytes(std::array::from_fn(|i| i as u8)),
+        SecretKey::from_bytes([0xa5; 32]),
+    ];
+    let rows: Vec<Vec<String>> = table
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.starts_with("| key"))
+        .map(|l| {
+            l.trim_matches('|')
+                .split('|')
+                .map(|c| c.trim().to_string())
+                .collect()
+        })
+        .collect();
+    assert!(
+        rows.len() >= 10,
+        "expected 10 account vectors, found {}",
+        rows.len()
+    );
+    for row in rows {
+        let key = &keys[row[0].parse::<usize>().unwrap()];
+        let seeding = match row[1].as_str() {
+            "previous" => Seeding::Previous,
+            "self-seeded" => Seeding::SelfSeeded,
+            other => panic!("unknown seeding {other}"),
+        };
+        let scheme = Scheme {
+            seeding,
+            width: row[2].parse().unwrap(),
+            gamma: 0.25,
+            delta: 2.0,
+        };
+        let id = if row[3] == "x × 128" {
+            "x".repeat(128)
+        } else {
+            row[3].clone()
+        };
+        let context: Vec<u32> = row[5]
+            .split_whitespace()
+            .map(|x| x.parse().unwrap())
+            .collect();
+        let token: u32 = row[6].parse().unwrap();
+        let green = GreenList::new(key, scheme, 50_000).unwrap();
+        let account = AccountKey::derive(key, &id).unwrap();
+        let (seed, u) = account
+            .uniform_after(&green, &context, token)
+            .unwrap()
+            .unwrap();
+        assert_eq!(format!("{seed:016x}"), row[7], "seed, row {row:?}");
+        let m = u64::from_str_radix(&row[8], 16).unwrap();
+        assert_eq!(
+            u,
+            (m as f64 + 0.5) / (1u64 << 52) as f64,
+            "uniform, row {row:?}"
+        );
+        let score: f64 = row[9].parse().unwrap();
+        assert!(
+            (-(1.0 - u).ln() - score).abs() < 1e-14,
+            "score, row {row:?}"
+        );
+    }
+}

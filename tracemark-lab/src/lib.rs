@@ -3,6 +3,7 @@
 //! [`neural`]). Each module is one experiment (or a piece one of them needs); the binaries in
 //! `src/bin/` run them.
 
+pub mod accounts;
 pub mod corpus;
 pub mod eval;
 pub mod keys;

@@ -160,6 +160,9 @@ pub enum Error {
         /// The table's size at the bound, in bytes (32 per tuple at most).
         bytes: u64,
     },
+    /// An account id, or a line of an accounts list, that is not a valid account id.
+    #[error("bad account id: {0}")]
+    BadAccount(String),
     /// There is nothing to score.
     #[error("empty input: {0}")]
     EmptyInput(String),

@@ -192,6 +192,8 @@ pub struct GreenList {
     tag: u64,
     key_fingerprint: String,
     tables: Option<Arc<SelfTables>>,
+    /// The account whose draw a sampler uses (see [`GreenList::with_account`]).
+    account: Option<Arc<crate::account::AccountKey>>,
 }
 
 impl std::fmt::Debug for GreenList {
@@ -222,6 +224,7 @@ impl GreenList {
             vocab_size,
             key_fingerprint: key.fingerprint(),
             tables: None,
+            account: None,
         };
         if green.scheme.seeding == Seeding::SelfSeeded {
             green.tables = Some(Arc::new(green.build_self_tables()));
@@ -269,6 +272,34 @@ impl GreenList {
             value,
             green: self.is_green_value(value),
         }))
+    }
+
+    /// The same green list, whose samplers draw with `account`'s uniforms (the account signal,
+    /// see [`crate::account`]). Detection ignores it: the green list itself is unchanged.
+    pub fn with_account(mut self, account: crate::account::AccountKey) -> Self {
+        self.account = Some(Arc::new(account));
+        self
+    }
+
+    /// The account samplers draw for, if any.
+    pub fn account(&self) -> Option<&crate::account::AccountKey> {
+        self.account.as_deref()
+    }
+
+    /// The account streams' seed of a context window (`context_width` tokens): the chain
+    /// z = TAG, z = mix64(z ^ w) over the window. For `previous` seeding it is the master seed;
+    /// for `self-seeded` it keys the account on the ordered context, never on the min-hash
+    /// anchor (an anchor shared by many contexts would reuse one uniform everywhere).
+    #[inline]
+    pub(crate) fn context_chain_seed(&self, window: &[u32]) -> u64 {
+        window
+            .iter()
+            .fold(self.tag, |z, &t| mix64(z ^ u64::from(t)))
+    }
+
+    /// The master key's PRF (account keys are derived from its key).
+    pub(crate) fn prf(&self) -> &Prf {
+        &self.prf
     }
 
     pub(crate) fn check_token(&self, token: u32) -> Result<()> {

@@ -40,6 +40,7 @@
 //! # Ok(())
 //! # }
 //! ```
+pub mod account;
 mod audit;
 #[cfg(feature = "candle")]
 pub mod candle_hook;

@@ -7,6 +7,7 @@
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::account::choose_by_exponential_minimum;
 use crate::error::{Error, Result};
 use crate::green::GreenList;
 use crate::hook::apply_watermark;
@@ -95,7 +96,22 @@ impl WatermarkSampler {
                 top_p,
             } => {
                 let u = (self.rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64);
-                sample_random(logits, temperature, top_k, top_p, u)
+                let (ids, weights) = kept_candidates(logits, temperature, top_k, top_p)?;
+                // With an account (see `GreenList::with_account`), its exponential-minimum draw
+                // replaces the inverse CDF: same distribution, the account's uniforms, and so a
+                // function of the context (identical contexts give identical tokens).
+                if let Some((green, account)) = self
+                    .green
+                    .as_ref()
+                    .and_then(|g| g.account().map(|a| (g, a)))
+                {
+                    let drawn =
+                        choose_by_exponential_minimum(account, green, context, &ids, &weights)?;
+                    if let Some(t) = drawn {
+                        return Ok(t);
+                    }
+                }
+                Ok(draw_inverse_cdf(&ids, &weights, u))
             }
         }
     }
@@ -118,6 +134,7 @@ pub fn argmax(logits: &[f32]) -> Result<u32> {
 
 /// Draws from softmax(logits / temperature) truncated by top-k and top-p, using the uniform
 /// number `u` in [0, 1): inverse-CDF over the kept tokens in decreasing probability order.
+#[cfg(test)]
 fn sample_random(
     logits: &[f32],
     temperature: f32,
@@ -125,6 +142,18 @@ fn sample_random(
     top_p: Option<f32>,
     u: f64,
 ) -> Result<u32> {
+    let (ids, weights) = kept_candidates(logits, temperature, top_k, top_p)?;
+    Ok(draw_inverse_cdf(&ids, &weights, u))
+}
+
+/// The tokens softmax(logits / temperature) keeps after top-k and top-p, in decreasing
+/// probability order, with their unnormalised probabilities.
+fn kept_candidates(
+    logits: &[f32],
+    temperature: f32,
+    top_k: Option<usize>,
+    top_p: Option<f32>,
+) -> Result<(Vec<u32>, Vec<f64>)> {
     let top = argmax(logits)? as usize;
     let max = logits[top];
     if max == f32::NEG_INFINITY {
@@ -177,17 +206,23 @@ fn sample_random(
             None => k = (k * 4).min(limit),
         }
     };
-    let kept_ids = &ids[..kept];
-    let kept_mass: f64 = kept_ids.iter().map(|&t| weight(logits[t as usize])).sum();
-    let mut r = u * kept_mass;
-    for &t in kept_ids {
-        r -= weight(logits[t as usize]);
+    ids.truncate(kept);
+    let weights = ids.iter().map(|&t| weight(logits[t as usize])).collect();
+    Ok((ids, weights))
+}
+
+/// Inverse-CDF draw with the uniform `u` in [0, 1) over candidates in the given order.
+fn draw_inverse_cdf(ids: &[u32], weights: &[f64], u: f64) -> u32 {
+    let mass: f64 = weights.iter().sum();
+    let mut r = u * mass;
+    for (&t, &w) in ids.iter().zip(weights) {
+        r -= w;
         if r < 0.0 {
-            return Ok(t);
+            return t;
         }
     }
     // Rounding left r a hair above zero: the last kept token.
-    Ok(kept_ids[kept - 1])
+    ids[ids.len() - 1]
 }
 
 #[cfg(test)]

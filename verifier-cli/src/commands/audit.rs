@@ -122,6 +122,10 @@ pub struct AuditArgs {
     /// Live closed model (--suspect-url and its options).
     #[command(flatten)]
     pub live: Box<crate::endpoint::LiveArgs>,
+    /// Also name the API accounts whose answers the suspect learned: the accounts listed in
+    /// FILE (one id per line), each with a pooled test and a family-wise corrected threshold.
+    #[arg(long, value_name = "FILE", conflicts_with = "filter")]
+    pub accounts: Option<PathBuf>,
 }
 
 /// What the suspect gave us: its outputs, or its predictions while reading our texts.
@@ -139,6 +143,9 @@ struct AuditLine<'a> {
     report: &'a AuditReport,
     mode: Mode,
     supervised: bool,
+    /// `--accounts`: the per-account pooled tests.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    accounts: Option<watermark_core::account::AccountAuditReport>,
     /// Wall-clock time of the scoring, model included, in seconds.
     seconds: f64,
 }
@@ -202,6 +209,13 @@ pub fn run(args: &AuditArgs, out: &mut impl Write) -> Result<ExitStatus> {
     };
     let mut encoder = Encoder { session: &session };
     let mut audit = Audit::new(green.clone(), options.clone())?;
+    if args.accounts.is_some() && args.report.dir.is_some() {
+        bail!("--report with --accounts is not available yet (the evidence report has no per-account results)");
+    }
+    let mut accounts = match &args.accounts {
+        Some(path) => Some(super::accounts::AuditAccounts::open(path, green, &options)?),
+        None => None,
+    };
     if let Some(filter_path) = &args.filter {
         let filter = read_filter(green, filter_path, &mut encoder)?;
         audit = audit.with_filter(filter)?;
@@ -212,6 +226,10 @@ pub fn run(args: &AuditArgs, out: &mut impl Write) -> Result<ExitStatus> {
     let mode = if let Some(suspect) = args.suspect.as_ref().or(live_cache.as_ref()) {
         each_answer(suspect, "auditing", |source, answer| {
             let (prompt, response) = encoder.encode(answer, PromptForm::Plain)?;
+            if let Some(a) = accounts.as_mut() {
+                a.add_output(&prompt, &response)
+                    .with_context(|| source.to_string())?;
+            }
             audit
                 .add_output(&prompt, &response)
                 .with_context(|| source.to_string())
@@ -220,8 +238,8 @@ pub fn run(args: &AuditArgs, out: &mut impl Write) -> Result<ExitStatus> {
     } else if let (Some(url), Some(texts), Some(cache)) =
         (&args.live.suspect_url, &args.texts, &args.live.cache)
     {
-        if args.report.dir.is_some() {
-            bail!("--report is not available for a live reading-mode audit yet");
+        if args.report.dir.is_some() || accounts.is_some() {
+            bail!("--report and --accounts are not available for a live reading-mode audit yet");
         }
         let ours = encoder.tokenizer()?;
         for read in crate::endpoint::read_texts(&args.live, url, texts, cache, ours)? {
@@ -239,9 +257,22 @@ pub fn run(args: &AuditArgs, out: &mut impl Write) -> Result<ExitStatus> {
         };
         let suspect = reading::Suspect::load(model_path, &session, args.threads)?;
         each_answer(texts, "reading", |source, answer| {
-            suspect
-                .read(answer, &mut encoder, &mut audit)
-                .with_context(|| source.to_string())
+            let read = suspect
+                .read(answer, &mut encoder)
+                .with_context(|| source.to_string())?;
+            if let Some(a) = accounts.as_mut() {
+                let reading::Reading::Full {
+                    prompt,
+                    text,
+                    predictions,
+                } = &read
+                else {
+                    bail!("--accounts: not available for a suspect whose tokenizer is not the profile's");
+                };
+                a.add_reading(prompt, text, predictions)
+                    .with_context(|| source.to_string())?;
+            }
+            read.add_to(&mut audit).with_context(|| source.to_string())
         })?;
         Mode::Reading
     };
@@ -278,6 +309,7 @@ pub fn run(args: &AuditArgs, out: &mut impl Write) -> Result<ExitStatus> {
             report: &report,
             mode,
             supervised,
+            accounts: accounts.as_ref().map(|a| a.report()),
             seconds: started.elapsed().as_secs_f64(),
         };
         // Written through a `Value`, whose objects sort their keys: the report keeps the key
@@ -286,6 +318,9 @@ pub fn run(args: &AuditArgs, out: &mut impl Write) -> Result<ExitStatus> {
     } else {
         print_report(&report, mode, supervised, out)?;
         print_conclusion(&report, args.plan, out)?;
+        if let Some(a) = &accounts {
+            a.print(out)?;
+        }
     }
     Ok(ExitStatus::verdict(
         args.fail_if_watermarked,

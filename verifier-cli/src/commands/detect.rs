@@ -77,6 +77,11 @@ pub struct DetectArgs {
     /// The evidence report (`--report DIR`, `--commitment FILE`).
     #[command(flatten)]
     pub report: crate::report::ReportArgs,
+    /// Also name the API account each document came from: the accounts listed in FILE, one id
+    /// per line, each tested with a p-value corrected for their number ("no account" when none
+    /// is significant).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["windowed", "tokens"])]
+    pub accounts: Option<PathBuf>,
 }
 
 /// A scored document.
@@ -115,6 +120,12 @@ struct DetectionLine<'a> {
 pub fn run(args: &DetectArgs, out: &mut impl Write) -> Result<ExitStatus> {
     if watermark_core::vllm::VllmProfile::is_vllm_profile(&args.profile)? {
         return super::vllm_scheme::detect(args, out);
+    }
+    if let Some(accounts) = &args.accounts {
+        if args.report.dir.is_some() {
+            bail!("--report with --accounts is not available yet (the evidence report has no per-account results)");
+        }
+        return super::accounts::detect_documents(args, accounts, out);
     }
     let session = Profile::open(&args.profile)?.with_tokenizer_file(args.tokenizer.as_deref());
     let green = session.green_list();

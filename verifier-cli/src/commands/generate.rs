@@ -78,6 +78,10 @@ pub struct GenerateArgs {
     /// CPU threads for the model (default: one per core; on busy machines 1 can be faster).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+    /// Draw for this API account (1 to 128 bytes): the answers carry the master watermark and
+    /// the account's signal (identical prompts then give identical answers).
+    #[arg(long, value_name = "ID", conflicts_with = "no_watermark")]
+    pub account: Option<String>,
 }
 
 pub fn run(args: &GenerateArgs, out: &mut impl Write) -> Result<()> {
@@ -86,6 +90,10 @@ pub fn run(args: &GenerateArgs, out: &mut impl Write) -> Result<()> {
         None
     } else {
         Some(profile.green_list()?)
+    };
+    let green = match (&args.account, green) {
+        (Some(id), Some(g)) => Some(super::accounts::for_account(g, id)?),
+        (_, green) => green,
     };
     let sampling = Sampling::new(args.temperature, args.top_k, args.top_p)?;
     if args.synthetic {

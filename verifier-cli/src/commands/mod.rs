@@ -1,5 +1,6 @@
 //! The subcommands, one module each: its arguments (clap), its long help and its `run`.
 
+pub mod accounts;
 pub mod audit;
 pub mod commit;
 pub mod detect;

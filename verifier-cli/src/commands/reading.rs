@@ -55,18 +55,61 @@ impl Suspect {
         })
     }
 
-    /// Reads one of our texts and adds the suspect's predictions to `audit`.
-    pub fn read(&self, answer: Document, encoder: &mut Encoder, audit: &mut Audit) -> Result<()> {
+    /// Reads one of our texts: the suspect's predictions at each of its positions.
+    pub fn read(&self, answer: Document, encoder: &mut Encoder) -> Result<Reading> {
         let Some(theirs) = &self.other_tokenizer else {
             let (prompt, text) = encoder.encode(answer, PromptForm::Chat)?;
             let predictions = top1_predictions(&self.model, &prompt, &text)?;
-            return Ok(audit.add_reading(&prompt, &text, &predictions)?);
+            return Ok(Reading::Full {
+                prompt,
+                text,
+                predictions,
+            });
         };
         let ours = encoder.tokenizer()?;
         let (context, text) = context_and_text(answer, ours)?;
         let prompt = ours.encode_fragment(&context)?;
         let read = CrossReader::new(&self.model, theirs, ours).predictions(&context, &text)?;
-        Ok(audit.add_reading_aligned(&prompt, &text, &read.predictions)?)
+        Ok(Reading::Aligned {
+            prompt,
+            text,
+            predictions: read.predictions,
+        })
+    }
+}
+
+/// What the suspect predicted over one of our texts (prompt and text as our token ids).
+pub(super) enum Reading {
+    /// With the profile's tokenizer: a prediction at every position.
+    Full {
+        prompt: Vec<u32>,
+        text: Vec<u32>,
+        predictions: Vec<u32>,
+    },
+    /// With another tokenizer: a prediction where one maps onto one of our tokens.
+    Aligned {
+        prompt: Vec<u32>,
+        text: Vec<u32>,
+        predictions: Vec<Option<u32>>,
+    },
+}
+
+impl Reading {
+    /// Adds the predictions to `audit`.
+    pub fn add_to(&self, audit: &mut Audit) -> Result<()> {
+        match self {
+            Reading::Full {
+                prompt,
+                text,
+                predictions,
+            } => audit.add_reading(prompt, text, predictions)?,
+            Reading::Aligned {
+                prompt,
+                text,
+                predictions,
+            } => audit.add_reading_aligned(prompt, text, predictions)?,
+        }
+        Ok(())
     }
 }
 

@@ -1,0 +1,227 @@
+//! The account signal at generation: the account's uniforms and the exponential-minimum draw.
+//!
+//! For a token t after a window with seed s (the master green list's seed, so that the
+//! account's tuples are the master's tuples), the account PRF gives a 64-bit value, of which the
+//! top 52 bits make u(s, t) = (m + 1/2) / 2^52 in (0, 1). Among the candidates with
+//! probabilities p_i, the drawn token minimises −ln(u_i) / p_i (equivalently maximises
+//! u_i^(1/p_i)): for independent uniforms it is token i with probability exactly p_i, so the
+//! account changes which random numbers are used, never the distribution.
+
+use crate::error::{Error, Result};
+use crate::green::GreenList;
+use crate::prf::LANES;
+
+use super::key::AccountKey;
+
+/// Tokens per ChaCha block in the account stream: 64 bits each.
+const TOKENS_PER_BLOCK: u32 = 8;
+/// 2^-52: the spacing of the uniforms.
+const UNIT: f64 = 1.0 / (1u64 << 52) as f64;
+/// −ln of the largest uniform, 1 − 2^-53: no candidate's key can be smaller than this over its
+/// probability, which lets the draw stop early on a sorted row.
+const MIN_NEG_LN_U: f64 = 1.110_223_024_625_156_5e-16;
+
+impl AccountKey {
+    /// The uniforms u(s, t) of `LANES` (seed, token) tuples in one vectorised PRF call.
+    pub(crate) fn uniforms(&self, seeds: &[u64; LANES], tokens: &[u32; LANES]) -> [f64; LANES] {
+        let counters = tokens.map(|t| u64::from(t / TOKENS_PER_BLOCK));
+        let out = self.prf().blocks(seeds, &counters);
+        std::array::from_fn(|l| {
+            let w = 2 * (tokens[l] % TOKENS_PER_BLOCK) as usize;
+            let bits = u64::from(out[w][l]) | (u64::from(out[w + 1][l]) << 32);
+            ((bits >> 12) as f64 + 0.5) * UNIT
+        })
+    }
+
+    /// The uniform of one (seed, token) tuple.
+    pub(crate) fn uniform(&self, seed: u64, token: u32) -> f64 {
+        self.uniforms(&[seed; LANES], &[token; LANES])[0]
+    }
+
+    /// The account's seed and uniform for `token` after `context` (only the last few tokens
+    /// matter), as the spec's test vectors state them; `None` with too little context.
+    pub fn uniform_after(
+        &self,
+        green: &GreenList,
+        context: &[u32],
+        token: u32,
+    ) -> Result<Option<(u64, f64)>> {
+        green.check_token(token)?;
+        Ok(window(green, context)?.map(|w| {
+            let seed = green.context_chain_seed(w);
+            (seed, self.uniform(seed, token))
+        }))
+    }
+
+    /// Adds each tuple's score −ln(1 − u) to a running sum: the account's test statistic.
+    pub(crate) fn add_scores(&self, tuples: &[(u64, u32)], sum: &mut f64) {
+        for chunk in tuples.chunks(LANES) {
+            let last = chunk.len() - 1;
+            let seeds: [u64; LANES] = std::array::from_fn(|l| chunk[l.min(last)].0);
+            let tokens: [u32; LANES] = std::array::from_fn(|l| chunk[l.min(last)].1);
+            let u = self.uniforms(&seeds, &tokens);
+            for &ul in &u[..chunk.len()] {
+                *sum += token_score(ul);
+            }
+        }
+    }
+}
+
+/// A scored token's contribution: −ln(1 − u), Exp(1) under the null (1 − u is exact in f64).
+#[inline]
+pub(crate) fn token_score(u: f64) -> f64 {
+    -(1.0 - u).ln()
+}
+
+/// The account's draw among `candidates` with unnormalised probabilities `weights` (after the
+/// engine's own temperature and truncation): the candidate minimising −ln(u) / w. This is the
+/// hook form, for engines with their own sampler.
+///
+/// Returns `None` with too little context (the detector does not score that token either): the
+/// engine draws with its own randomness then. Candidates in decreasing weight order are drawn
+/// faster (the search stops when no later candidate can win), any order gives the same token.
+pub fn choose_by_exponential_minimum(
+    account: &AccountKey,
+    green: &GreenList,
+    context: &[u32],
+    candidates: &[u32],
+    weights: &[f64],
+) -> Result<Option<u32>> {
+    if candidates.len() != weights.len() {
+        return Err(Error::BatchShape(format!(
+            "{} candidate ids but {} weights",
+            candidates.len(),
+            weights.len()
+        )));
+    }
+    if weights.iter().any(|w| !w.is_finite() || *w < 0.0) {
+        return Err(Error::BadLogits("weights must be finite and non-negative"));
+    }
+    if !weights.iter().any(|&w| w > 0.0) {
+        return Err(Error::BadLogits("no candidate has a positive weight"));
+    }
+    for &t in candidates {
+        green.check_token(t)?;
+    }
+    let Some(window) = window(green, context)? else {
+        return Ok(None);
+    };
+    let seed = green.context_chain_seed(window);
+    let sorted = weights.windows(2).all(|w| w[0] >= w[1]);
+    let mut best: Option<(f64, u32)> = None;
+    for (ids, ws) in candidates.chunks(LANES).zip(weights.chunks(LANES)) {
+        if let Some((key, _)) = best {
+            // Sorted: every later weight is at most this one, so no later key beats `key`.
+            if sorted && MIN_NEG_LN_U / ws[0] >= key {
+                break;
+            }
+        }
+        let last = ids.len() - 1;
+        let tokens: [u32; LANES] = std::array::from_fn(|l| ids[l.min(last)]);
+        let u = account.uniforms(&[seed; LANES], &tokens);
+        for (l, (&t, &w)) in ids.iter().zip(ws).enumerate() {
+            if w > 0.0 {
+                let key = -u[l].ln() / w;
+                if best.is_none_or(|(b, _)| key < b) {
+                    best = Some((key, t));
+                }
+            }
+        }
+    }
+    Ok(best.map(|(_, t)| t))
+}
+
+/// The last `context_width` tokens of `context`, checked; `None` when there are fewer.
+fn window<'c>(green: &GreenList, context: &'c [u32]) -> Result<Option<&'c [u32]>> {
+    let need = green.scheme().context_width();
+    if context.len() < need {
+        return Ok(None);
+    }
+    let window = &context[context.len() - need..];
+    for &t in window {
+        green.check_token(t)?;
+    }
+    Ok(Some(window))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Scheme, SecretKey, Seeding};
+
+    fn setup(seeding: Seeding) -> (GreenList, AccountKey) {
+        let key = SecretKey::from_bytes([5; 32]);
+        // Two context tokens either way, so that the tests' contexts give distinct windows.
+        let width = if seeding == Seeding::Previous { 2 } else { 3 };
+        let scheme = Scheme {
+            seeding,
+            width,
+            ..Scheme::default()
+        };
+        let green = GreenList::new(&key, scheme, 1000).unwrap();
+        (green, AccountKey::derive(&key, "acct").unwrap())
+    }
+
+    #[test]
+    fn draws_follow_the_probabilities_exactly() {
+        // 4 tokens with probabilities 0.4, 0.3, 0.2, 0.1 after 40000 distinct windows: each
+        // count is Binomial(40000, p); 5 standard deviations is a 1-in-1.7-million miss.
+        for seeding in [Seeding::Previous, Seeding::SelfSeeded] {
+            let (green, account) = setup(seeding);
+            let probs = [0.4, 0.3, 0.2, 0.1];
+            let ids = [3u32, 17, 40, 63];
+            let mut counts = [0f64; 4];
+            let n = 40_000u32;
+            for c in 0..n {
+                let context = [c % 1000, c / 1000];
+                let t = choose_by_exponential_minimum(&account, &green, &context, &ids, &probs)
+                    .unwrap()
+                    .unwrap();
+                counts[ids.iter().position(|&i| i == t).unwrap()] += 1.0;
+            }
+            for (c, p) in counts.iter().zip(probs) {
+                let sd = (p * (1.0 - p) / f64::from(n)).sqrt();
+                let got = c / f64::from(n);
+                assert!((got - p).abs() < 5.0 * sd, "{seeding:?} {counts:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn sorted_search_stops_early_and_agrees_with_the_full_search() {
+        let (green, account) = setup(Seeding::Previous);
+        let ids: Vec<u32> = (0..64).collect();
+        let mut weights: Vec<f64> = (0..64).map(|i| (-(i as f64) * 0.7).exp()).collect();
+        for c in 0..500u32 {
+            let context = [c % 64, c / 64];
+            let sorted =
+                choose_by_exponential_minimum(&account, &green, &context, &ids, &weights).unwrap();
+            // Same candidates in reverse (unsorted) order: the full search.
+            let rev_ids: Vec<u32> = ids.iter().rev().copied().collect();
+            weights.reverse();
+            let full =
+                choose_by_exponential_minimum(&account, &green, &context, &rev_ids, &weights)
+                    .unwrap();
+            weights.reverse();
+            assert_eq!(sorted, full);
+        }
+    }
+
+    #[test]
+    fn bad_input_and_short_context() {
+        let (green, account) = setup(Seeding::Previous);
+        assert!(choose_by_exponential_minimum(&account, &green, &[1, 2], &[1], &[]).is_err());
+        assert!(
+            choose_by_exponential_minimum(&account, &green, &[1, 2], &[1], &[f64::NAN]).is_err()
+        );
+        assert!(choose_by_exponential_minimum(&account, &green, &[1, 2], &[1], &[0.0]).is_err());
+        assert!(choose_by_exponential_minimum(&account, &green, &[1, 2], &[1000], &[1.0]).is_err());
+        assert_eq!(
+            choose_by_exponential_minimum(&account, &green, &[1], &[1], &[1.0]).unwrap(),
+            None
+        );
+        let u = account.uniform(7, 9);
+        assert!(u > 0.0 && u < 1.0);
+        assert!(token_score(1.0 - 0.5 * UNIT).is_finite());
+    }
+}
