@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: fuzz help demo test test-live lint fmt bench bench-model build model eval radioactivity radioactivity-neural python test-python bench-python test-browser test-ray scale-ray test-torch bench-torch test-vllm
+.PHONY: fuzz help demo test test-live lint fmt bench bench-model build model eval radioactivity radioactivity-neural radioactivity-gumbel python test-python bench-python test-browser test-ray scale-ray test-torch bench-torch test-vllm
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -49,6 +49,9 @@ radioactivity: model ## Students trained on watermarked answers, audited (~30 mi
 radioactivity-neural: model ## Neural students: SmolLM2 fine-tuned on watermarked answers, saved as GGUF, audited (about an hour on 2 cores; minutes once cached)
 	@TRACEMARK_CORPUS="$${TRACEMARK_CORPUS:-$$(bash scripts/fetch-corpus.sh)}" \
 	  $(CARGO) run --release -q -p tracemark-lab --bin radioactivity_neural -- $(RADIOACTIVITY_NEURAL_ARGS)
+
+radioactivity-gumbel: ## vLLM's Gumbel watermark vs the green list at context 1, 2, 4: n-gram students of the SYNTHETIC teacher (seconds)
+	@$(CARGO) run --release -q -p tracemark-lab --bin radioactivity_gumbel -- $(RADIOACTIVITY_GUMBEL_ARGS)
 
 model: ## Fetch the default model (SmolLM2-135M-Instruct GGUF) into the cache, checked by SHA-256
 	@bash scripts/fetch-model.sh
