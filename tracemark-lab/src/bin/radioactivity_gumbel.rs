@@ -342,9 +342,9 @@ fn print_rows(rows: &[WidthRows], args: &Args) {
         }
     }
     println!(
-        "green: every (window, token) scored once, windows seen in the prompt skipped; gumbel: \
-         every context scored once across the {} answers, prompt windows and partly padded \
-         contexts skipped (tracemark audit's rules). Flagged at log10 p ≤ -6.",
+        "green: every (window, token) scored once, windows seen in the prompt skipped;\n\
+         gumbel: every context scored once across the {} answers, prompt windows and partly\n\
+         padded contexts skipped (tracemark audit's rules). Flagged at log10 p ≤ -6.",
         args.held_out
     );
 }
