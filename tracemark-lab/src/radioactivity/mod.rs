@@ -9,6 +9,7 @@
 //! model and the on-disk cache, and `src/bin/radioactivity.rs` (`make radioactivity`) runs it all.
 
 mod audits;
+pub mod gumbel;
 mod null_check;
 pub mod prompts;
 mod setup;
