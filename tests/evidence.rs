@@ -353,6 +353,70 @@ fn an_audit_report_draws_the_curve_and_is_confirmed() {
     );
 }
 
+/// `audit --accounts --report`: the per-account tests go into evidence.json and the page, the
+/// list of accounts is an input, and verify-report confirms them (and names an altered list).
+#[test]
+fn an_audit_report_names_the_accounts_a_student_learned_from() {
+    let s = Scratch::new("accounts");
+    s.expect(&["keygen", "--out", "k", "--vocab-size", "1000"], 0);
+    let served = s.expect(
+        &[
+            "generate",
+            "--profile",
+            "k/profile.toml",
+            "--synthetic",
+            "--count",
+            "6",
+            "--seed",
+            "21",
+            "--account",
+            "acct-7",
+            "--json",
+        ],
+        0,
+    );
+    s.write("served.jsonl", &served);
+    let list: String = (0..10).map(|i| format!("acct-{i}\n")).collect();
+    s.write("accounts.txt", &list);
+    s.expect(
+        &[
+            "audit",
+            "--profile",
+            "k/profile.toml",
+            "--suspect",
+            "served.jsonl",
+            "--accounts",
+            "accounts.txt",
+            "--report",
+            "r",
+        ],
+        0,
+    );
+    let evidence: Value = serde_json::from_str(&s.read("r/evidence.json")).unwrap();
+    let accounts = &evidence["findings"]["accounts"];
+    assert_eq!(accounts["accounts_tested"], 10, "{accounts}");
+    assert_eq!(
+        accounts["attributed"],
+        serde_json::json!(["acct-7"]),
+        "{accounts}"
+    );
+    assert!(evidence["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|i| i["role"] == "accounts tested"));
+    let html = s.read("r/report.html");
+    assert!(html.contains("The suspect learned from the answers served to: acct-7."));
+    s.expect(&["verify-report", "r", "--profile", "k/profile.toml"], 0);
+
+    s.write("accounts.txt", &list.replace("acct-7", "acct-77"));
+    let err = s.expect(&["verify-report", "r", "--profile", "k/profile.toml"], 6);
+    assert!(
+        err.contains("accounts.txt") || err.contains("SHA-256"),
+        "{err}"
+    );
+}
+
 /// A hand-written WordLevel tokenizer.json that splits on whitespace and punctuation.
 fn tokenizer(words: &[&str]) -> String {
     let vocab: Vec<String> = std::iter::once("[UNK]")

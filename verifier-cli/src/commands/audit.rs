@@ -209,9 +209,6 @@ pub fn run(args: &AuditArgs, out: &mut impl Write) -> Result<ExitStatus> {
     };
     let mut encoder = Encoder { session: &session };
     let mut audit = Audit::new(green.clone(), options.clone())?;
-    if args.accounts.is_some() && args.report.dir.is_some() {
-        bail!("--report with --accounts is not available yet (the evidence report has no per-account results)");
-    }
     let mut accounts = match &args.accounts {
         Some(path) => Some(super::accounts::AuditAccounts::open(path, green, &options)?),
         None => None,
@@ -300,6 +297,7 @@ pub fn run(args: &AuditArgs, out: &mut impl Write) -> Result<ExitStatus> {
             &curve,
             suspect,
             mode == Mode::Reading,
+            accounts.as_ref().map(|a| a.report()).as_ref(),
         )?;
         crate::report::write(dir, args.report.commitment.as_deref(), &session, run)?;
     }

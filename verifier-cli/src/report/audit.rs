@@ -4,7 +4,10 @@
 use std::path::Path;
 
 use anyhow::Result;
-use watermark_core::evidence::{skipped_by_rule, thin_curve, AuditFinding, Findings, Statistics};
+use watermark_core::account::AccountAuditReport;
+use watermark_core::evidence::{
+    skipped_by_rule, thin_curve, AccountsFinding, AuditFinding, Findings, Statistics,
+};
 use watermark_core::{AuditReport, CurvePoint, ProfileSession};
 
 use super::{input_file, input_files, tokenizer_input, Run};
@@ -20,6 +23,7 @@ pub(crate) fn audit_findings(
     curve: &[CurvePoint],
     suspect: Option<&Path>,
     reading: bool,
+    accounts: Option<&AccountAuditReport>,
 ) -> Result<Run> {
     let mut inputs = Vec::new();
     let mut rerun = vec![
@@ -44,6 +48,9 @@ pub(crate) fn audit_findings(
     }
     if let Some(filter) = &args.filter {
         add("our outputs (filter)", "--filter", filter)?;
+    }
+    if let Some(list) = &args.accounts {
+        add("accounts tested", "--accounts", list)?;
     }
     if let Some(t) = &args.tokenizer {
         rerun.extend(["--tokenizer".into(), t.display().to_string()]);
@@ -79,6 +86,7 @@ pub(crate) fn audit_findings(
         conclusion: report.conclusion.clone(),
         plan: report.plan.as_ref().map(|p| p.summary.clone()),
         curve: thin_curve(&points),
+        accounts: accounts.map(|a| AccountsFinding::of(&a.attribution)),
     };
     Ok(Run {
         findings: Findings::Audit(Box::new(finding)),

@@ -5,7 +5,9 @@
 
 use std::fmt::Write;
 
-use watermark_core::evidence::{AuditFinding, DocumentFinding, Evidence, Findings, Statistics};
+use watermark_core::evidence::{
+    AccountsFinding, AuditFinding, DocumentFinding, Evidence, Findings, Statistics,
+};
 
 use super::words::{chance_sentence, odds, rule_sentence, Style};
 use crate::numbers::{fixed, format_fpr};
@@ -282,7 +284,48 @@ fn audit_section(page: &mut String, audit: &AuditFinding) -> anyhow::Result<()> 
     if let Some(plan) = &audit.plan {
         let _ = writeln!(page, "<h2>Plan</h2><p id=\"plan\">{}</p>", escape(plan));
     }
+    if let Some(accounts) = &audit.accounts {
+        accounts_section(page, accounts);
+    }
     Ok(())
+}
+
+/// The per-account tests of an audit: which accounts' answers the suspect learned.
+fn accounts_section(page: &mut String, accounts: &AccountsFinding) {
+    let verdict = if accounts.attributed.is_empty() {
+        "No account is attributed.".to_string()
+    } else {
+        format!(
+            "The suspect learned from the answers served to: {}.",
+            accounts
+                .attributed
+                .iter()
+                .map(|a| escape(a))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    let _ = writeln!(
+        page,
+        "<h2>Which accounts?</h2><p id=\"accounts\">{verdict} Each of the {} accounts tested has \
+         its own exact test; an account is attributed when its chance, corrected for testing {} \
+         accounts, is at most {}.</p><table><tr><th>account</th><th>log10 p</th>\
+         <th>corrected log10 p</th><th>attributed</th></tr>",
+        accounts.accounts_tested,
+        accounts.accounts_tested,
+        odds(accounts.fpr.log10(), Style::Html)
+    );
+    for a in &accounts.accounts {
+        let _ = write!(
+            page,
+            "<tr><td>{}</td><td class=\"n\">{:.2}</td><td class=\"n\">{:.2}</td><td>{}</td></tr>",
+            escape(&a.account),
+            a.log10_p_value,
+            a.corrected_log10_p_value,
+            if a.attributed { "yes" } else { "no" }
+        );
+    }
+    page.push_str("</table>\n");
 }
 
 fn provenance_section(page: &mut String, evidence: &Evidence) {

@@ -15,8 +15,9 @@ mod time;
 pub use commitment::{Commitment, PublicParameters, COMMITMENT_DOMAIN, COMMITMENT_FORMAT};
 pub use compare::{first_mismatch, Mismatch};
 pub use record::{
-    file_sha256, skipped_by_rule, thin_curve, AuditFinding, DocumentFinding, Evidence, Findings,
-    InputFile, Statistics, TokenFinding, WindowFinding, EVIDENCE_FORMAT, MAX_CURVE_POINTS,
+    file_sha256, skipped_by_rule, thin_curve, AccountFinding, AccountsFinding, AuditFinding,
+    DocumentFinding, Evidence, Findings, InputFile, Statistics, TokenFinding, WindowFinding,
+    EVIDENCE_FORMAT, MAX_CURVE_POINTS,
 };
 pub use time::utc_timestamp;
 

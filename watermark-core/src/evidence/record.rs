@@ -219,6 +219,63 @@ pub struct AuditFinding {
     /// Cumulative (scored tokens, log10 p) after each document, thinned to at most
     /// [`MAX_CURVE_POINTS`] points (the last always kept).
     pub curve: Vec<[f64; 2]>,
+    /// With `--accounts`: which accounts' answers the suspect learned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accounts: Option<AccountsFinding>,
+}
+
+/// The per-account pooled tests of an audit (`audit --accounts`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountsFinding {
+    /// Accounts tested (the correction's M).
+    pub accounts_tested: u64,
+    /// The family-wise false-positive rate at which an account is attributed.
+    pub fpr: f64,
+    /// The accounts attributed, most likely first (empty: "no account").
+    pub attributed: Vec<String>,
+    /// Every account's test, most likely first.
+    pub accounts: Vec<AccountFinding>,
+}
+
+/// One account's pooled test.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountFinding {
+    /// The account id.
+    pub account: String,
+    /// log10 of its own exact p-value.
+    pub log10_p_value: f64,
+    /// log10 of the family-wise adjusted p-value.
+    pub corrected_log10_p_value: f64,
+    /// Whether the adjusted p-value is at most the false-positive rate.
+    pub attributed: bool,
+}
+
+impl AccountsFinding {
+    /// The record of an account audit's attribution.
+    pub fn of(attribution: &crate::account::AccountAttribution) -> Self {
+        AccountsFinding {
+            accounts_tested: attribution.accounts_tested,
+            fpr: attribution.fpr.get(),
+            attributed: attribution
+                .accounts
+                .iter()
+                .filter(|a| a.attributed)
+                .map(|a| a.account.clone())
+                .collect(),
+            accounts: attribution
+                .accounts
+                .iter()
+                .map(|a| AccountFinding {
+                    account: a.account.clone(),
+                    log10_p_value: a.log10_p_value,
+                    corrected_log10_p_value: a.corrected_log10_p_value,
+                    attributed: a.attributed,
+                })
+                .collect(),
+        }
+    }
 }
 
 /// Most curve points kept in a record: enough for a smooth plot.
