@@ -7,18 +7,10 @@
 use watermark_core::account::{detect_accounts, AccountKey, AccountOptions};
 use watermark_core::stats::ks_uniform;
 use watermark_core::{detect, DetectOptions, Fpr};
-use watermark_core::{GreenList, Scheme, SecretKey, SyntheticLm};
+use watermark_core::{splitmix, GreenList, Scheme, SecretKey, SyntheticLm};
 use watermark_core::{Sampling, WatermarkSampler};
 
 const VOCAB: u32 = 1000;
-
-/// SplitMix64, for keys, prompts and model seeds.
-fn splitmix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
 
 fn master(i: u64) -> SecretKey {
     SecretKey::from_bytes(std::array::from_fn(|b| {

@@ -12,7 +12,7 @@ use serde::Serialize;
 use watermark_core::account::{detect_accounts, AccountAudit, AccountKey, AccountOptions};
 use watermark_core::stats::ks_uniform;
 use watermark_core::{detect, AuditOptions, DetectOptions, Fpr, GreenList, Result as CoreResult};
-use watermark_core::{Sampling, SecretKey, SyntheticLm, WatermarkSampler};
+use watermark_core::{splitmix, Sampling, SecretKey, SyntheticLm, WatermarkSampler};
 
 use crate::ngram::{NgramConfig, NgramModel, NgramSampler};
 
@@ -20,14 +20,6 @@ use crate::ngram::{NgramConfig, NgramModel, NgramSampler};
 pub const VOCAB: u32 = 1000;
 /// Candidates the teacher samples among (top-k), at temperature 1.
 pub const TOP_K: usize = 50;
-
-/// SplitMix64: keys, prompts and model seeds.
-pub fn splitmix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
 
 /// Master key number `i` of an experiment.
 pub fn master_key(i: u64) -> SecretKey {
