@@ -233,14 +233,7 @@ impl Audit {
         reading: bool,
         unaligned: Option<&[bool]>,
     ) -> Result<()> {
-        // A document adds at most one tuple per token; only deduplication keeps tuples.
-        let limit = self.options.max_tuples;
-        if self.options.deduplicate && self.seen.len() as u64 + text.len() as u64 > limit {
-            return Err(Error::AuditTooLarge {
-                limit,
-                bytes: limit.saturating_mul(32),
-            });
-        }
+        check_tuple_budget(&self.options, self.seen.len(), text.len())?;
         let rules = Rules {
             deduplicate: self.options.deduplicate,
             exclude_prompt: self.options.exclude_context,
@@ -334,6 +327,19 @@ impl Audit {
     pub fn memory_bytes(&self) -> usize {
         self.seen.memory_bytes() + self.filter.as_ref().map_or(0, |f| f.seeds.memory_bytes())
     }
+}
+
+/// Refuses a document that could take an audit past its tuple bound: a document adds at most
+/// one tuple per token, and only deduplication keeps tuples.
+pub(crate) fn check_tuple_budget(options: &AuditOptions, held: usize, tokens: usize) -> Result<()> {
+    let limit = options.max_tuples;
+    if options.deduplicate && held as u64 + tokens as u64 > limit {
+        return Err(Error::AuditTooLarge {
+            limit,
+            bytes: limit.saturating_mul(32),
+        });
+    }
+    Ok(())
 }
 
 /// Reading mode takes one prediction per position of the text.

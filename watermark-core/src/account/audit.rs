@@ -77,13 +77,7 @@ impl AccountAudit {
     }
 
     fn add(&mut self, prompt: &[u32], text: &[u32], scored: &[u32], reading: bool) -> Result<()> {
-        let limit = self.options.max_tuples;
-        if self.options.deduplicate && self.seen.len() as u64 + text.len() as u64 > limit {
-            return Err(Error::AuditTooLarge {
-                limit,
-                bytes: limit.saturating_mul(32),
-            });
-        }
+        crate::audit::check_tuple_budget(&self.options, self.seen.len(), text.len())?;
         let rules = Rules {
             deduplicate: self.options.deduplicate,
             exclude_prompt: self.options.exclude_context,

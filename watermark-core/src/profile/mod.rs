@@ -154,22 +154,12 @@ impl Profile {
 
     /// Writes the profile; `.json` paths as JSON, anything else as TOML.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let text = if is_json(path) {
-            serde_json::to_string_pretty(self)
-                .map_err(|e| Error::InvalidParameter(e.to_string()))?
-        } else {
-            toml::to_string(self).map_err(|e| Error::InvalidParameter(e.to_string()))?
-        };
-        std::fs::write(path, text).map_err(|e| Error::io(path, e))
+        save_as(self, path)
     }
 
     /// Resolves a path stored in the profile against the profile's directory.
     pub fn resolve(&self, path: &Path) -> PathBuf {
-        if path.is_absolute() {
-            path.to_path_buf()
-        } else {
-            self.base_dir.join(path)
-        }
+        resolve_in(&self.base_dir, path)
     }
 
     /// Loads the key, checks it against the profile, and builds the green-list function.
@@ -205,8 +195,28 @@ impl Profile {
 }
 
 /// Whether a profile path is read and written as JSON (else TOML).
-fn is_json(path: &Path) -> bool {
+/// Whether a profile path is read and written as JSON (else TOML).
+pub(crate) fn is_json(path: &Path) -> bool {
     path.extension().is_some_and(|e| e == "json")
+}
+
+/// Writes a profile of either scheme family: `.json` paths as JSON, anything else as TOML.
+pub(crate) fn save_as(profile: &impl serde::Serialize, path: &Path) -> Result<()> {
+    let text = if is_json(path) {
+        serde_json::to_string_pretty(profile).map_err(|e| Error::InvalidParameter(e.to_string()))?
+    } else {
+        toml::to_string(profile).map_err(|e| Error::InvalidParameter(e.to_string()))?
+    };
+    std::fs::write(path, text).map_err(|e| Error::io(path, e))
+}
+
+/// A path stored in a profile, resolved against the profile's directory `base`.
+pub(crate) fn resolve_in(base: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        base.join(path)
+    }
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use super::score::{ContextScope, GumbelScanner, MAX_CONTEXT_WIDTH};
 use super::VLLM_SCHEME;
 use crate::error::{Error, Result};
 use crate::fpr::{Fpr, DEFAULT_FPR};
+use crate::profile::is_json;
 use crate::profile::TokenizerBinding;
 
 /// vLLM's watermarking algorithms this build scores.
@@ -150,22 +151,12 @@ impl VllmProfile {
 
     /// Writes the profile; `.json` paths as JSON, anything else as TOML.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let text = if is_json(path) {
-            serde_json::to_string_pretty(self)
-                .map_err(|e| Error::InvalidParameter(e.to_string()))?
-        } else {
-            toml::to_string(self).map_err(|e| Error::InvalidParameter(e.to_string()))?
-        };
-        std::fs::write(path, text).map_err(|e| Error::io(path, e))
+        crate::profile::save_as(self, path)
     }
 
     /// Resolves a path stored in the profile against the profile's directory.
     pub fn resolve(&self, path: &Path) -> PathBuf {
-        if path.is_absolute() {
-            path.to_path_buf()
-        } else {
-            self.base_dir.join(path)
-        }
+        crate::profile::resolve_in(&self.base_dir, path)
     }
 
     /// The default false-positive rate.
@@ -280,10 +271,6 @@ pub fn write_key(path: &Path, key: u64) -> Result<()> {
     }
     let mut file = options.open(path).map_err(|e| Error::io(path, e))?;
     writeln!(file, "{key}").map_err(|e| Error::io(path, e))
-}
-
-fn is_json(path: &Path) -> bool {
-    path.extension().is_some_and(|e| e == "json")
 }
 
 #[cfg(test)]
