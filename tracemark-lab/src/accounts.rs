@@ -38,16 +38,23 @@ pub fn accounts(master: &SecretKey, m: usize) -> CoreResult<Vec<AccountKey>> {
 /// One teacher document: a 4-token prompt and `len` tokens drawn with `green` (which may carry
 /// an account), with its mean entropy (nats) of the sampled distribution.
 pub fn document(green: &GreenList, doc: u64, len: usize, sharpness: f32) -> CoreResult<Document> {
-    let vocab = green.vocab_size();
+    draw(Some(green), green.vocab_size(), doc, len, sharpness)
+}
+
+/// [`document`] with the watermark or without (`None`: the same model and prompt, unbiased).
+fn draw(
+    green: Option<&GreenList>,
+    vocab: u32,
+    doc: u64,
+    len: usize,
+    sharpness: f32,
+) -> CoreResult<Document> {
     let lm = SyntheticLm::new(vocab, sharpness, splitmix(doc));
     let prompt: Vec<u32> = (0..4)
         .map(|j| (splitmix(doc ^ (j << 40)) % u64::from(vocab)) as u32)
         .collect();
-    let mut sampler = WatermarkSampler::new(
-        Some(green.clone()),
-        Sampling::new(1.0, Some(TOP_K), None)?,
-        doc,
-    );
+    let mut sampler =
+        WatermarkSampler::new(green.cloned(), Sampling::new(1.0, Some(TOP_K), None)?, doc);
     let mut context = prompt.clone();
     let mut entropy = 0.0;
     for _ in 0..len {
@@ -294,4 +301,62 @@ pub fn student_attribution(
         master_log10_p: master_audit.score().log10_p_value,
         served: served_ids,
     })
+}
+
+/// The master audit of a student trained on a share `rho` of watermarked answers: the cost of
+/// accounts to radioactivity. `accounts`: the watermarked answers are drawn for that many
+/// accounts in turn (`None`: today's single key); the other answers are the same prompts and
+/// models, unwatermarked. Returns (log10 p, scored tuples) of the student's `audit_docs`
+/// answers at `temperature`.
+#[allow(clippy::too_many_arguments)]
+pub fn master_radioactivity(
+    key_index: u64,
+    rho: f64,
+    accounts_served: Option<usize>,
+    train_docs: usize,
+    audit_docs: usize,
+    tokens: usize,
+    temperature: f64,
+) -> anyhow::Result<(f64, u64)> {
+    let master = master_key(key_index);
+    let green = GreenList::new(&master, Default::default(), STUDENT_VOCAB)?;
+    let keys = match accounts_served {
+        Some(m) => accounts(&master, m)?,
+        None => Vec::new(),
+    };
+    let marked = (rho * train_docs as f64).round() as usize;
+    let mut training = Vec::with_capacity(train_docs);
+    for d in 0..train_docs {
+        // Every (train_docs / marked)-th answer is watermarked, spread over the run.
+        let watermarked = marked > 0 && d * marked / train_docs != (d + 1) * marked / train_docs;
+        let drawing = match (watermarked, keys.is_empty()) {
+            (false, _) => None,
+            (true, true) => Some(green.clone()),
+            (true, false) => Some(green.clone().with_account(keys[d % keys.len()].clone())),
+        };
+        let doc = draw(
+            drawing.as_ref(),
+            STUDENT_VOCAB,
+            key_index << 32 | d as u64,
+            tokens,
+            1.0,
+        )?;
+        training.push([doc.prompt, doc.text].concat());
+    }
+    let student = NgramModel::train(
+        STUDENT_VOCAB,
+        NgramConfig::default(),
+        training.iter().map(Vec::as_slice),
+    )?;
+    let mut audit = watermark_core::Audit::new(green, AuditOptions::default())?;
+    let mut sampler = NgramSampler::new(&student, temperature, splitmix(key_index))?;
+    for d in 0..audit_docs {
+        let prompt: Vec<u32> = (0..4)
+            .map(|j| (splitmix((1 << 62) ^ (d as u64) << 8 ^ j) % u64::from(STUDENT_VOCAB)) as u32)
+            .collect();
+        let answer = sampler.generate(&prompt, tokens, &[])?;
+        audit.add_output(&prompt, &answer)?;
+    }
+    let score = audit.score();
+    Ok((score.log10_p_value, score.scored))
 }

@@ -11,7 +11,9 @@ use std::time::Instant;
 
 use anyhow::Result;
 use clap::Parser;
-use tracemark_lab::accounts::{identification, master_tpr, student_attribution};
+use tracemark_lab::accounts::{
+    identification, master_radioactivity, master_tpr, student_attribution,
+};
 
 #[derive(Parser, Debug)]
 #[command(about = "Which account? Identification, master strength and student attribution")]
@@ -43,6 +45,7 @@ fn main() -> Result<()> {
         text_tables(&args)?;
     }
     student_table(&args)?;
+    radioactivity_cost(&args)?;
     println!("\n{:.0} s", started.elapsed().as_secs_f64());
     Ok(())
 }
@@ -141,6 +144,35 @@ fn student_table(args: &Args) -> Result<()> {
             row.others_ks_p,
             row.master_log10_p
         );
+    }
+    Ok(())
+}
+
+/// Radioactivity at ρ = 10% with accounts and without: the master audit of students trained on
+/// the same answers, a tenth of them watermarked, for 100 accounts in turn or for no account.
+fn radioactivity_cost(args: &Args) -> Result<()> {
+    println!(
+        "\nRadioactivity at rho = 10% (order-3 n-gram students, {} teacher answers, {} audit \
+         answers at T = {}; master audit, log10 p (scored))\n",
+        args.train, args.audit, args.student_temperature
+    );
+    println!("| key | with 100 accounts | without (today's single key) |");
+    println!("|---|---|---|");
+    for key in [11u64, 12, 13] {
+        let mut cells = Vec::new();
+        for served in [Some(100), None] {
+            let (log10_p, scored) = master_radioactivity(
+                key,
+                0.10,
+                served,
+                args.train,
+                args.audit,
+                150,
+                args.student_temperature,
+            )?;
+            cells.push(format!("{log10_p:.1} ({scored})"));
+        }
+        println!("| {key} | {} | {} |", cells[0], cells[1]);
     }
     Ok(())
 }
