@@ -251,26 +251,25 @@ pub fn student_attribution(
         let doc = document(&drawing, key_index << 32 | d as u64, tokens, 1.0)?;
         training.push([doc.prompt, doc.text].concat());
     }
-    let student = NgramModel::train(
-        STUDENT_VOCAB,
-        NgramConfig::default(),
-        training.iter().map(Vec::as_slice),
-    )?;
+    let student = train_student(&training)?;
     let options = AuditOptions {
         fpr: Fpr::new(fpr)?,
         ..AuditOptions::default()
     };
     let mut audit = AccountAudit::new(green.clone(), all[..m].to_vec(), options.clone())?;
     let mut master_audit = watermark_core::Audit::new(green.clone(), options)?;
-    let mut sampler = NgramSampler::new(&student, temperature, splitmix(key_index))?;
-    for d in 0..audit_docs {
-        let prompt: Vec<u32> = (0..4)
-            .map(|j| (splitmix((1 << 62) ^ (d as u64) << 8 ^ j) % u64::from(STUDENT_VOCAB)) as u32)
-            .collect();
-        let answer = sampler.generate(&prompt, tokens, &[])?;
-        audit.add_output(&prompt, &answer)?;
-        master_audit.add_output(&prompt, &answer)?;
-    }
+    student_answers(
+        &student,
+        key_index,
+        audit_docs,
+        tokens,
+        temperature,
+        |prompt, answer| {
+            audit.add_output(prompt, answer)?;
+            master_audit.add_output(prompt, answer)?;
+            Ok(())
+        },
+    )?;
     let report = audit.report().attribution;
     let served_ids: Vec<String> = served.iter().map(|&i| all[i].id().to_string()).collect();
     let is_served = |id: &str| served_ids.iter().any(|s| s == id);
@@ -343,20 +342,46 @@ pub fn master_radioactivity(
         )?;
         training.push([doc.prompt, doc.text].concat());
     }
-    let student = NgramModel::train(
+    let student = train_student(&training)?;
+    let mut audit = watermark_core::Audit::new(green, AuditOptions::default())?;
+    student_answers(
+        &student,
+        key_index,
+        audit_docs,
+        tokens,
+        temperature,
+        |prompt, answer| Ok(audit.add_output(prompt, answer)?),
+    )?;
+    let score = audit.score();
+    Ok((score.log10_p_value, score.scored))
+}
+
+/// An order-3 n-gram student of the teacher answers `training` (prompt and answer each).
+fn train_student(training: &[Vec<u32>]) -> anyhow::Result<NgramModel> {
+    Ok(NgramModel::train(
         STUDENT_VOCAB,
         NgramConfig::default(),
         training.iter().map(Vec::as_slice),
-    )?;
-    let mut audit = watermark_core::Audit::new(green, AuditOptions::default())?;
-    let mut sampler = NgramSampler::new(&student, temperature, splitmix(key_index))?;
+    )?)
+}
+
+/// The student's `audit_docs` answers of `tokens` tokens at `temperature`, each after its own
+/// seeded 4-token prompt, handed to `each(prompt, answer)`.
+fn student_answers(
+    student: &NgramModel,
+    key_index: u64,
+    audit_docs: usize,
+    tokens: usize,
+    temperature: f64,
+    mut each: impl FnMut(&[u32], &[u32]) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let mut sampler = NgramSampler::new(student, temperature, splitmix(key_index))?;
     for d in 0..audit_docs {
         let prompt: Vec<u32> = (0..4)
             .map(|j| (splitmix((1 << 62) ^ (d as u64) << 8 ^ j) % u64::from(STUDENT_VOCAB)) as u32)
             .collect();
         let answer = sampler.generate(&prompt, tokens, &[])?;
-        audit.add_output(&prompt, &answer)?;
+        each(&prompt, &answer)?;
     }
-    let score = audit.score();
-    Ok((score.log10_p_value, score.scored))
+    Ok(())
 }
