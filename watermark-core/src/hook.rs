@@ -113,7 +113,7 @@ fn check_row(green: &GreenList, len: usize) -> Result<()> {
 }
 
 /// The last `context_width` tokens, validated; `None` when there are fewer.
-fn window<'c>(green: &GreenList, context: &'c [u32]) -> Result<Option<&'c [u32]>> {
+pub(crate) fn window<'c>(green: &GreenList, context: &'c [u32]) -> Result<Option<&'c [u32]>> {
     let need = green.scheme().context_width();
     if context.len() < need {
         return Ok(None);

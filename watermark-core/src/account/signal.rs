@@ -9,6 +9,7 @@
 
 use crate::error::{Error, Result};
 use crate::green::GreenList;
+use crate::hook::window;
 use crate::prf::LANES;
 
 use super::key::AccountKey;
@@ -129,19 +130,6 @@ pub fn choose_by_exponential_minimum(
         }
     }
     Ok(best.map(|(_, t)| t))
-}
-
-/// The last `context_width` tokens of `context`, checked; `None` when there are fewer.
-fn window<'c>(green: &GreenList, context: &'c [u32]) -> Result<Option<&'c [u32]>> {
-    let need = green.scheme().context_width();
-    if context.len() < need {
-        return Ok(None);
-    }
-    let window = &context[context.len() - need..];
-    for &t in window {
-        green.check_token(t)?;
-    }
-    Ok(Some(window))
 }
 
 #[cfg(test)]
