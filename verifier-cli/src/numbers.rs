@@ -31,6 +31,38 @@ pub fn format_fpr(fpr: f64) -> String {
 /// A count with thousands separators: `5,708` (the core writes its conclusions so).
 pub use watermark_core::grouped;
 
+/// Column widths for a text table: each column as wide as its widest cell, header included.
+pub fn column_widths<R: AsRef<[String]>>(header: &[&str], rows: &[R]) -> Vec<usize> {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row.as_ref()) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    widths
+}
+
+/// One line of a text table: cells padded to `widths`, two spaces apart, left-aligned where
+/// `left(column)`, else right-aligned; trailing spaces trimmed.
+pub fn table_line<'a>(
+    cells: impl Iterator<Item = &'a str>,
+    widths: &[usize],
+    left: impl Fn(usize) -> bool,
+) -> String {
+    let mut text = String::new();
+    for (column, (cell, &width)) in cells.zip(widths).enumerate() {
+        if column > 0 {
+            text.push_str("  ");
+        }
+        if left(column) {
+            text.push_str(&format!("{cell:<width$}"));
+        } else {
+            text.push_str(&format!("{cell:>width$}"));
+        }
+    }
+    text.trim_end().to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

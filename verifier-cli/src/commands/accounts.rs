@@ -197,27 +197,9 @@ fn print_table(results: &[Attributed], out: &mut impl Write) -> Result<()> {
             ]
         })
         .collect();
-    let mut widths = header.map(str::len);
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
+    let widths = crate::numbers::column_widths(&header, &rows);
     let left = |column: usize| matches!(column, 0 | 4 | 5);
-    let line = |cells: &[&str]| -> String {
-        let mut text = String::new();
-        for (column, (cell, &width)) in cells.iter().zip(&widths).enumerate() {
-            if column > 0 {
-                text.push_str("  ");
-            }
-            if left(column) {
-                text.push_str(&format!("{cell:<width$}"));
-            } else {
-                text.push_str(&format!("{cell:>width$}"));
-            }
-        }
-        text.trim_end().to_string()
-    };
+    let line = |cells: &[&str]| crate::numbers::table_line(cells.iter().copied(), &widths, left);
     writeln!(out, "{}", line(&header))?;
     for row in &rows {
         let cells: Vec<&str> = row.iter().map(String::as_str).collect();

@@ -292,26 +292,9 @@ fn print_table(scored: &[Scored], windowed: bool, out: &mut impl Write) -> Resul
     // Left-aligned: source, verdict, window span. Right-aligned: the numbers.
     let left = |column: usize| column == 0 || column == 7 || column == 9;
     let rows: Vec<Vec<String>> = scored.iter().map(|s| row(s, windowed)).collect();
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for r in &rows {
-        for (w, cell) in widths.iter_mut().zip(r) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: &mut dyn Iterator<Item = &str>| -> String {
-        let mut text = String::new();
-        for (column, (cell, &width)) in cells.zip(&widths).enumerate() {
-            if column > 0 {
-                text.push_str("  ");
-            }
-            if left(column) {
-                text.push_str(&format!("{cell:<width$}"));
-            } else {
-                text.push_str(&format!("{cell:>width$}"));
-            }
-        }
-        text.trim_end().to_string()
-    };
+    let widths = crate::numbers::column_widths(&header, &rows);
+    let line =
+        |cells: &mut dyn Iterator<Item = &str>| crate::numbers::table_line(cells, &widths, left);
     writeln!(out, "{}", line(&mut header.iter().copied()))?;
     for (s, r) in scored.iter().zip(&rows) {
         writeln!(out, "{}", line(&mut r.iter().map(String::as_str)))?;
