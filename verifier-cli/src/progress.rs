@@ -155,7 +155,8 @@ impl GenerateProgress {
 }
 
 /// A live audit (`audit --suspect-url`): answers in hand, tokens scored and the running
-/// log10 p of the (unsupervised) pooled test.
+/// log10 p of the (unsupervised) pooled test. In reading mode (`scoring` off) the score is
+/// computed once every prediction is in, so only the answers are shown.
 #[derive(Debug)]
 pub struct LiveProgress {
     line: StatusLine,
@@ -164,6 +165,7 @@ pub struct LiveProgress {
     asked: u64,
     scored: u64,
     log10_p: f64,
+    scoring: bool,
 }
 
 impl LiveProgress {
@@ -176,6 +178,15 @@ impl LiveProgress {
             asked: 0,
             scored: 0,
             log10_p: 0.0,
+            scoring: true,
+        }
+    }
+
+    /// Progress of `total` answers that are scored only when all are in.
+    pub fn answers_only(total: u64) -> Self {
+        LiveProgress {
+            scoring: false,
+            ..Self::new(total)
         }
     }
 
@@ -193,9 +204,10 @@ impl LiveProgress {
     pub fn show(&mut self, scored: u64, log10_p: f64) {
         (self.scored, self.log10_p) = (scored, log10_p);
         let (total, done, asked) = (self.total, self.cached + self.asked, self.asked);
+        let score = self.score_text();
         self.line.draw(|line| {
             format!(
-                "{} answers {done}/{total} · scored {scored} tokens · log10 p {log10_p:.1} · {:.2} answers/s",
+                "{} answers {done}/{total}{score} · {:.2} answers/s",
                 bar(done, total),
                 line.rate(asked as f64)
             )
@@ -205,13 +217,23 @@ impl LiveProgress {
     /// The last line, which stays.
     pub fn finish(&self, started: Instant) {
         self.line.conclude(&format!(
-            "answers: {} from the cache, {} asked in {:.1} s · scored {} tokens · log10 p {:.1}",
+            "answers: {} from the cache, {} asked in {:.1} s{}",
             self.cached,
             self.asked,
             started.elapsed().as_secs_f64(),
-            self.scored,
-            self.log10_p
+            self.score_text()
         ));
+    }
+
+    /// " · scored N tokens · log10 p X" while scoring, else nothing.
+    fn score_text(&self) -> String {
+        if !self.scoring {
+            return String::new();
+        }
+        format!(
+            " · scored {} tokens · log10 p {:.1}",
+            self.scored, self.log10_p
+        )
     }
 }
 

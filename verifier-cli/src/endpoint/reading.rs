@@ -56,7 +56,7 @@ pub fn read_texts(
 
     let (mut cache, cached) = AnswerCache::open(cache_path, &params)?;
     super::warn_repaired(cache_path, cached.repaired_bytes);
-    let mut progress = LiveProgress::new(questions.len() as u64);
+    let mut progress = LiveProgress::answers_only(questions.len() as u64);
     let mut pieces: BTreeMap<u64, String> = BTreeMap::new();
     let mut jobs = Vec::new();
     for (query, question) in questions.iter().enumerate() {
