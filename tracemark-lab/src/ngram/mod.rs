@@ -238,6 +238,11 @@ mod tests {
                 .unwrap();
             assert_eq!(a, b);
             assert_ne!(a, c);
+            // A reseeded sampler draws what a new one with that seed draws.
+            let mut reused = NgramSampler::new(&m, temperature, 99).unwrap();
+            reused.generate(&[5], 50, &[]).unwrap();
+            reused.reseed(12);
+            assert_eq!(reused.generate(&[3], 300, &[]).unwrap(), c);
         }
         // Empirical frequencies after a fixed history match P (at T = 1) and P^2 normalised
         // (at T = 0.5), within 5 standard errors.

@@ -65,6 +65,12 @@ impl<'a> NgramSampler<'a> {
         })
     }
 
+    /// Restarts the random stream at `seed`: the sampler then draws exactly what a new one
+    /// with this seed would, without recomputing its O(vocabulary) tables.
+    pub fn reseed(&mut self, seed: u64) {
+        self.rng = ChaCha8Rng::seed_from_u64(seed);
+    }
+
     /// Draws the next token after `history`.
     pub fn sample(&mut self, history: &[u32]) -> Result<u32> {
         check_tokens(history, self.model.vocab_size)?;

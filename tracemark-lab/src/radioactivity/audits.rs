@@ -16,7 +16,7 @@ pub fn window_filter(green: &GreenList, ours: &[&Sample]) -> Result<WindowFilter
 }
 
 /// An empty audit under `green`, supervised when `filter` is given.
-fn new_audit(
+pub(super) fn new_audit(
     green: &GreenList,
     filter: Option<WindowFilter>,
     options: &AuditOptions,

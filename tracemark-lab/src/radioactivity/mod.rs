@@ -8,6 +8,7 @@
 //! model-free so that the tests can run them on a synthetic teacher; [`teacher`] adds the real
 //! model and the on-disk cache, and `src/bin/radioactivity.rs` (`make radioactivity`) runs it all.
 
+pub mod anchor;
 mod audits;
 pub mod gumbel;
 mod null_check;

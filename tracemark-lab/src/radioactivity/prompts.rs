@@ -47,6 +47,26 @@ pub fn excerpt(text: &str) -> Option<String> {
 /// `n` distinct prompts from `texts`, in a seeded order (documents shuffled, template chosen
 /// by position), so that disjoint ranges of the result serve as disjoint prompt sets.
 pub fn prompts_from_texts(texts: &[String], n: usize, seed: u64) -> Result<Vec<String>> {
+    let out = prompts_up_to(texts, n, seed);
+    if out.len() < n {
+        return Err(Error::NotEnoughPrompts {
+            found: out.len(),
+            wanted: n,
+        });
+    }
+    Ok(out)
+}
+
+/// The prompts of [`prompts_from_texts`] from position `skip` on, at most `n` of them: as
+/// many as the corpus gives, for a set that may be smaller than asked for.
+pub fn prompts_after(texts: &[String], skip: usize, n: usize, seed: u64) -> Vec<String> {
+    let mut out = prompts_up_to(texts, skip.saturating_add(n), seed);
+    out.drain(..skip.min(out.len()));
+    out
+}
+
+/// The first `n` prompts of the seeded order, or all of them when the corpus gives fewer.
+fn prompts_up_to(texts: &[String], n: usize, seed: u64) -> Vec<String> {
     let mut seen = HashSet::new();
     let mut out = Vec::with_capacity(n);
     for i in permutation(texts.len(), seed) {
@@ -62,13 +82,7 @@ pub fn prompts_from_texts(texts: &[String], n: usize, seed: u64) -> Result<Vec<S
         let template = TEMPLATES[out.len() % TEMPLATES.len()];
         out.push(template.replace("{}", &e));
     }
-    if out.len() < n {
-        return Err(Error::NotEnoughPrompts {
-            found: out.len(),
-            wanted: n,
-        });
-    }
-    Ok(out)
+    out
 }
 
 #[cfg(test)]
@@ -94,6 +108,8 @@ mod tests {
         let a = prompts_from_texts(&texts, 40, 1).unwrap();
         assert_eq!(a, prompts_from_texts(&texts, 40, 1).unwrap());
         assert_eq!(a.iter().collect::<HashSet<_>>().len(), 40);
+        assert_eq!(prompts_after(&texts, 30, 5, 1), a[30..35]);
+        assert_eq!(prompts_after(&texts, 45, 20, 1).len(), 5);
         assert!(matches!(
             prompts_from_texts(&texts, 60, 1),
             Err(Error::NotEnoughPrompts {

@@ -34,11 +34,12 @@ pub fn student_answers(
     seed: u64,
     stop: &[u32],
 ) -> Result<Vec<Sample>> {
+    let mut sampler = NgramSampler::new(student, temperature, seed)?;
     prompts
         .iter()
         .enumerate()
         .map(|(i, p)| {
-            let mut sampler = NgramSampler::new(student, temperature, seed.wrapping_add(i as u64))?;
+            sampler.reseed(seed.wrapping_add(i as u64));
             Ok(Sample {
                 prompt_ids: p.clone(),
                 response_ids: sampler.generate(p, max_tokens, stop)?,

@@ -7,6 +7,8 @@
 //! each audited under many keys that each watermarked their own texts, must give uniform
 //! p-values. Teacher answers are cached in `target/radioactivity/`, so a rerun takes seconds.
 
+mod anchor_table;
+
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -15,6 +17,10 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use tracemark_lab::corpus;
 use tracemark_lab::ngram::{Discount, NgramConfig, NgramModel};
+use tracemark_lab::radioactivity::anchor::{
+    closed_at_scale, closed_log10_p, QueryPlan, ScaledClosed,
+};
+use tracemark_lab::radioactivity::prompts::prompts_after;
 use tracemark_lab::radioactivity::teacher::{Progress, Teacher};
 use tracemark_lab::radioactivity::{
     audit_outputs, audit_reading, student_answers, student_predictions, train_student,
@@ -75,9 +81,21 @@ struct Args {
     /// Teacher-answer cache.
     #[arg(long, default_value = "target/radioactivity")]
     cache: PathBuf,
-    /// Also draw log10 p against ρ to this PNG file.
+    /// Also draw log10 p against ρ to this PNG file (and the closed audits' curves at the
+    /// anchor's budget beside it, `-curve` added to the name).
     #[arg(long)]
     plot: Option<PathBuf>,
+    /// Closed audits at the anchor's budget: each student answers queries until its
+    /// unsupervised audit has scored this many tuples (Sander et al.: about 600k). 0 skips them.
+    #[arg(long, default_value_t = 600_000)]
+    anchor_scored: u64,
+    /// Prompts of the audits at the anchor's budget, disjoint from all the others (as many as
+    /// the corpus gives, up to this); queries go round them, each with its own seed.
+    #[arg(long, default_value_t = 10_000)]
+    anchor_prompts: usize,
+    /// Most queries per student in the audits at the anchor's budget.
+    #[arg(long, default_value_t = 100_000)]
+    anchor_max_queries: usize,
 }
 
 /// One student's four audits.
@@ -89,6 +107,8 @@ struct Row {
     closed_supervised: AuditReport,
     reading: AuditReport,
     reading_supervised: AuditReport,
+    /// The closed audits at the anchor's budget (none when `--anchor-scored 0`).
+    anchor: Option<ScaledClosed>,
 }
 
 impl Args {
@@ -134,13 +154,7 @@ fn main() -> Result<()> {
         answers.seconds
     );
 
-    let students = run_students(
-        &teacher,
-        &settings.green,
-        &answers,
-        &prompts.held_out,
-        &args,
-    )?;
+    let students = run_students(&teacher, &settings.green, &answers, &prompts, &args)?;
     print_table(&students.rows, &args);
     println!(
         "students: {} trained in {:.2} s; {} answer tokens sampled in {:.2} s (one core)",
@@ -149,12 +163,36 @@ fn main() -> Result<()> {
         students.sampled_tokens,
         students.sample_seconds
     );
+    anchor_table::print(
+        &students.rows,
+        &args,
+        prompts.anchor.len(),
+        students.anchor_seconds,
+    );
 
     let Some((student0, answers0)) = &students.innocent else {
         bail!("the ρ = 0 student is missing");
     };
     let null_started = Instant::now();
-    let checks = null_checks(&teacher, &answers.null_sets, student0, answers0)?;
+    let mut checks = null_checks(&teacher, &answers.null_sets, student0, answers0)?;
+    let innocent_at_scale = students
+        .rows
+        .iter()
+        .find(|r| r.rho == 0.0)
+        .and_then(|r| r.anchor.as_ref())
+        .and_then(|a| a.answers.as_ref());
+    if let Some(innocent) = innocent_at_scale {
+        let log10_p = answers
+            .null_sets
+            .iter()
+            .map(|(g, _)| closed_log10_p(g, innocent))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        // After the four audits with both rules on.
+        checks.insert(
+            4,
+            ("ρ=0 student, closed at the anchor's budget".into(), log10_p),
+        );
+    }
     print_null_checks(&checks, answers.null_sets.len(), args.null_texts);
     let null_seconds = null_started.elapsed().as_secs_f64();
     println!();
@@ -172,6 +210,16 @@ fn main() -> Result<()> {
     if let Some(path) = &args.plot {
         plot(&students.rows, path)?;
         println!("plot: {}", path.display());
+        if args.anchor_scored > 0 {
+            let curve = path.with_file_name(format!(
+                "{}-curve.png",
+                path.file_stem()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or("radioactivity")
+            ));
+            anchor_table::plot(&students.rows, &curve)?;
+            println!("plot: {}", curve.display());
+        }
     }
     Ok(())
 }
@@ -183,6 +231,8 @@ struct Prompts {
     train: Vec<String>,
     held_out: Vec<String>,
     null: Vec<String>,
+    /// The audits at the anchor's budget (empty when they are skipped).
+    anchor: Vec<String>,
 }
 
 impl Prompts {
@@ -194,7 +244,16 @@ impl Prompts {
         let null_total = args.null_keys * args.null_texts;
         let sets =
             PromptSets::from_texts(&texts, args.train, args.held_out, null_total, args.seed)?;
+        let used = args.train + args.held_out + null_total;
+        let anchor = match args.anchor_scored {
+            0 => Vec::new(),
+            _ => prompts_after(&texts, used, args.anchor_prompts, args.seed),
+        };
+        if args.anchor_scored > 0 && anchor.is_empty() {
+            bail!("the corpus has no prompts left for the audits at the anchor's budget");
+        }
         Ok(Prompts {
+            anchor,
             corpus,
             train: sets.train,
             held_out: sets.held_out,
@@ -333,6 +392,8 @@ struct Students {
     train_seconds: f64,
     sample_seconds: f64,
     sampled_tokens: usize,
+    /// Seconds for the audits at the anchor's budget (querying and scoring).
+    anchor_seconds: f64,
     /// Seconds for training, sampling and auditing all of them.
     seconds: f64,
 }
@@ -341,13 +402,22 @@ fn run_students(
     teacher: &Teacher,
     green: &GreenList,
     answers: &TeacherAnswers,
-    held_out_prompts: &[String],
+    prompts: &Prompts,
     args: &Args,
 ) -> Result<Students> {
     let (wm, plain) = (&answers.wm, &answers.plain);
     let vocab = teacher.vocab_size();
     let stop = teacher.stop_ids().to_vec();
-    let held_out = teacher.encode(held_out_prompts)?;
+    let held_out = teacher.encode(&prompts.held_out)?;
+    let anchor_prompts = teacher.encode(&prompts.anchor)?;
+    let anchor_plan = QueryPlan {
+        target_scored: args.anchor_scored,
+        max_queries: args.anchor_max_queries,
+        max_tokens: args.max_tokens,
+        temperature: args.student_temperature,
+        seed: args.seed.wrapping_mul(1_000_003).wrapping_add(1 << 40),
+        threads: args.threads,
+    };
     let config = NgramConfig {
         order: args.order,
         discount: Discount::Modified,
@@ -355,6 +425,7 @@ fn run_students(
     let all_wm: Vec<&Sample> = wm.iter().collect();
     let students_started = Instant::now();
     let (mut train_seconds, mut sample_seconds, mut sampled_tokens) = (0.0, 0.0, 0usize);
+    let mut anchor_seconds = 0.0;
     let mut rows = Vec::new();
     let mut innocent: Option<(NgramModel, Vec<Sample>)> = None;
     for &rho in &RHOS {
@@ -388,6 +459,23 @@ fn run_students(
         sampled_tokens += answers.iter().map(|a| a.response_ids.len()).sum::<usize>();
         let [closed, closed_supervised, reading, reading_supervised] =
             audit_student(green, &student, &answers, &all_wm, ours)?;
+        let anchor = match args.anchor_scored {
+            0 => None,
+            _ => {
+                let t = Instant::now();
+                let scaled = closed_at_scale(
+                    green,
+                    &student,
+                    &anchor_prompts,
+                    &stop,
+                    window_filter(green, ours)?,
+                    &anchor_plan,
+                    rho == 0.0,
+                )?;
+                anchor_seconds += t.elapsed().as_secs_f64();
+                Some(scaled)
+            }
+        };
         rows.push(Row {
             rho,
             watermarked_answers: served.len(),
@@ -399,6 +487,7 @@ fn run_students(
             closed_supervised,
             reading,
             reading_supervised,
+            anchor,
         });
         if rho == 0.0 {
             innocent = Some((student, answers));
@@ -410,6 +499,7 @@ fn run_students(
         train_seconds,
         sample_seconds,
         sampled_tokens,
+        anchor_seconds,
         seconds: students_started.elapsed().as_secs_f64(),
     })
 }
