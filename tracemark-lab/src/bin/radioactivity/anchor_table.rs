@@ -99,10 +99,7 @@ pub(super) fn plot(rows: &[Row], path: &Path) -> Result<()> {
             .map(|p| (p.scored as f64, -p.log10_p_value))
             .filter(|&(_, y)| y > 0.0)
             .collect();
-        chart = chart.with_series(Series::line_points(
-            &format!("ρ = {}%", rho * 100.0),
-            points,
-        ));
+        chart = chart.with_series(Series::line_points(format!("ρ = {}%", rho * 100.0), points));
     }
     chart.x.scale = Scale::Log10;
     chart.y.scale = Scale::Log10;
