@@ -60,6 +60,27 @@ impl Sandbox {
         let key = std::fs::read_to_string(self.dir.join("k/tracemark.key")).unwrap();
         key.lines().nth(1).unwrap().trim().to_string()
     }
+
+    /// Replaces the key of `k/` with a fixed one (and the profile's fingerprint with its own),
+    /// so that a test on the default model sees the same texts and scores on every run.
+    fn fix_key(&self, byte: u8) -> String {
+        let key = watermark_core::SecretKey::from_bytes([byte; 32]);
+        let key_path = self.dir.join("k/tracemark.key");
+        std::fs::remove_file(&key_path).unwrap();
+        key.write_new(&key_path).unwrap();
+        let profile_path = self.dir.join("k/profile.toml");
+        let profile: String = std::fs::read_to_string(&profile_path)
+            .unwrap()
+            .lines()
+            .map(|l| match l.starts_with("key_fingerprint") {
+                true => format!("key_fingerprint = \"{}\"\n", key.fingerprint()),
+                false => format!("{l}\n"),
+            })
+            .collect();
+        std::fs::write(&profile_path, profile).unwrap();
+        let key = std::fs::read_to_string(&key_path).unwrap();
+        key.lines().nth(1).unwrap().trim().to_string()
+    }
 }
 
 impl Drop for Sandbox {
@@ -91,7 +112,8 @@ fn detect_names_the_account_that_generated_the_answers() {
         return;
     }
     let sb = Sandbox::new("model");
-    let secret = sb.keygen("");
+    sb.keygen("");
+    let secret = sb.fix_key(0x5a);
     sb.write(
         "prompts.jsonl",
         "{\"prompt\": \"Write a short story about a lighthouse keeper.\"}\n\
@@ -124,7 +146,11 @@ fn detect_names_the_account_that_generated_the_answers() {
             .filter(|a| a["attributed"] == true)
             .collect();
         assert_eq!(named.len(), 1, "{line}");
-        assert_eq!(line["watermarked"], true, "{line}");
+        // The master watermark is still there in each answer (about 100 scored tokens: a
+        // verdict at FPR 1e-6 is likely, not certain, so each is held to 1e-3 and the pooled
+        // audit below to the profile's 1e-6).
+        let log10_p = line["log10_p_value"].as_f64().unwrap();
+        assert!(log10_p < -3.0, "{line}");
     }
     let table = sb.run("detect --profile k/profile.toml --accounts accounts.txt answers.jsonl");
     assert_eq!(table.code, 0, "{table:?}");
@@ -140,6 +166,7 @@ fn detect_names_the_account_that_generated_the_answers() {
     assert_eq!(audit.code, 0, "{audit:?}");
     let report: Value = serde_json::from_str(audit.stdout.trim()).unwrap();
     assert_eq!(report["accounts"]["best"], "acct-3", "{report}");
+    assert_eq!(report["watermarked"], true, "{report}");
     for run in [&run, &table, &audit] {
         assert!(!run.stdout.contains(&secret) && !run.stderr.contains(&secret));
     }
