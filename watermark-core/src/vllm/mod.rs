@@ -18,7 +18,9 @@ pub use philox::{
     context_state, philox4x32_10, prf_word, token_word, uniform, word_to_uniform, PAD_TOKEN,
 };
 #[cfg(feature = "profile")]
-pub use profile::{generate_key, read_key, write_key, VllmAlgorithm, VllmProfile, VLLM_KEY_FILE};
+pub use profile::{
+    generate_key, read_key, write_key, VllmAlgorithm, VllmProfile, VllmSettings, VLLM_KEY_FILE,
+};
 pub use reading::{ReadingAudit, ReadingReport};
 pub use score::{
     detect_dual_key, detect_gumbel, ContextScope, GumbelScanner, GumbelScore, MAX_CONTEXT_WIDTH,
