@@ -12,8 +12,8 @@
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use watermark_core::stats::ks_uniform;
-use watermark_core::SyntheticLm;
 use watermark_core::vllm::{uniform, ReadingAudit, VllmScorer, PAD_TOKEN};
+use watermark_core::SyntheticLm;
 
 const WIDTH: usize = 4;
 const VOCAB: u32 = 120;
@@ -99,7 +99,12 @@ fn gumbel_predictions(prompt: &[u32], text: &[u32], key: u64) -> Vec<Option<u32>
             let context: Vec<i64> = std::iter::repeat_n(PAD_TOKEN, WIDTH)
                 .chain(text[..i].iter().map(|&t| i64::from(t)))
                 .collect();
-            Some(gumbel_choice(&lm, &prefix, &context[context.len() - WIDTH..], key))
+            Some(gumbel_choice(
+                &lm,
+                &prefix,
+                &context[context.len() - WIDTH..],
+                key,
+            ))
         })
         .collect()
 }
@@ -114,7 +119,9 @@ fn null_p_values(keys: usize, seed: u64, make: impl Fn(u64) -> VllmScorer) -> Ve
             for _ in 0..TEXTS {
                 let (prompt, text) = watermarked_text(&scorer, &mut rng);
                 let predictions = innocent_predictions(&prompt, &text);
-                audit.add_reading(&prompt, &text, &predictions).expect("read");
+                audit
+                    .add_reading(&prompt, &text, &predictions)
+                    .expect("read");
             }
             let report = audit.report();
             assert!(report.score.scored > 50, "{report:?}");
@@ -148,12 +155,16 @@ fn a_reader_that_applies_the_gumbel_rule_is_flagged() {
         let key = rng.next_u64();
         let scorer = VllmScorer::Gumbel { key };
         let mut ours = ReadingAudit::new(scorer, WIDTH).expect("audit");
-        let mut other = ReadingAudit::new(VllmScorer::Gumbel { key: key ^ 1 }, WIDTH).expect("audit");
+        let mut other =
+            ReadingAudit::new(VllmScorer::Gumbel { key: key ^ 1 }, WIDTH).expect("audit");
         for _ in 0..TEXTS {
             let (prompt, text) = watermarked_text(&scorer, &mut rng);
             let predictions = gumbel_predictions(&prompt, &text, key);
-            ours.add_reading(&prompt, &text, &predictions).expect("read");
-            other.add_reading(&prompt, &text, &predictions).expect("read");
+            ours.add_reading(&prompt, &text, &predictions)
+                .expect("read");
+            other
+                .add_reading(&prompt, &text, &predictions)
+                .expect("read");
         }
         let (ours, other) = (ours.report(), other.report());
         println!(

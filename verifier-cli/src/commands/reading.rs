@@ -24,7 +24,11 @@ impl Suspect {
     /// Loads the suspect at `path`, its tokenizer first: a tokenizer that cannot be read is
     /// refused before the weights are.
     pub fn load(path: &Path, session: &ProfileSession, threads: Option<usize>) -> Result<Self> {
-        Self::load_checked(path, |found| session.profile().check_tokenizer(found), threads)
+        Self::load_checked(
+            path,
+            |found| session.profile().check_tokenizer(found),
+            threads,
+        )
     }
 
     /// [`Suspect::load`] for a profile that checks a tokenizer's fingerprint with `check`.

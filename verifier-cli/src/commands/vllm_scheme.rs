@@ -17,8 +17,8 @@ use watermark_core::vllm::{
 use watermark_core::{Fpr, TextTokenizer};
 
 use super::audit::{each_answer, AuditArgs, Encoder};
-use super::reading::Suspect;
 use super::detect::{read_documents, DetectArgs};
+use super::reading::Suspect;
 use crate::exit::ExitStatus;
 use crate::input::{Content, Document};
 use crate::numbers::{fixed, format_fpr, format_p};
@@ -133,7 +133,10 @@ fn null_name(profile: &VllmProfile, scored: u64) -> String {
         VllmAlgorithm::Gumbel => format!("Gamma({scored}, 1)"),
         VllmAlgorithm::DualKeyGumbel => {
             let alpha = profile.alpha.unwrap_or(DEFAULT_ALPHA);
-            format!("{}·Gamma({scored}, 1) + {alpha}·Gamma({scored}, 1), exact", 1.0 - alpha)
+            format!(
+                "{}·Gamma({scored}, 1) + {alpha}·Gamma({scored}, 1), exact",
+                1.0 - alpha
+            )
         }
     }
 }

@@ -421,7 +421,10 @@ mod tests {
         };
         let (_, path) = VllmProfile::create(&dir, &settings, None, false).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.contains("dual_key_gumbel") && text.contains("alpha = 0.25"), "{text}");
+        assert!(
+            text.contains("dual_key_gumbel") && text.contains("alpha = 0.25"),
+            "{text}"
+        );
         let loaded = VllmProfile::load(&path).unwrap();
         let key = read_key(&dir.join(VLLM_KEY_FILE)).unwrap();
         assert_eq!(
@@ -448,7 +451,10 @@ mod tests {
         ] {
             write(&format!("spec = \"vllm-gumbel-philox-v1\"\nkey_file = \"k\"\nkey_fingerprint = \"x\"\n{bad}"));
             assert!(
-                matches!(VllmProfile::load(&path), Err(Error::MalformedProfile { .. })),
+                matches!(
+                    VllmProfile::load(&path),
+                    Err(Error::MalformedProfile { .. })
+                ),
                 "{bad}"
             );
         }

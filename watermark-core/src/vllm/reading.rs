@@ -213,7 +213,8 @@ mod tests {
     fn prompt_contexts_are_not_scored() {
         let mut a = audit(2);
         // The text's context [1, 2] at position 3 is the context of prompt position 2 (token 3).
-        a.add_reading(&[1, 2, 3], &[5, 1, 2, 6], &[Some(1); 4]).unwrap();
+        a.add_reading(&[1, 2, 3], &[5, 1, 2, 6], &[Some(1); 4])
+            .unwrap();
         let r = a.report();
         assert_eq!(r.skipped.in_prompt, 1);
         assert_eq!(r.score.scored, 1);

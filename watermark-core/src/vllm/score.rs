@@ -214,10 +214,20 @@ pub fn detect_dual_key(
     tokens: &[u32],
     deduplicate: bool,
 ) -> Result<GumbelScore> {
-    detect(VllmScorer::dual_key(key, alpha)?, width, tokens, deduplicate)
+    detect(
+        VllmScorer::dual_key(key, alpha)?,
+        width,
+        tokens,
+        deduplicate,
+    )
 }
 
-fn detect(scorer: VllmScorer, width: usize, tokens: &[u32], deduplicate: bool) -> Result<GumbelScore> {
+fn detect(
+    scorer: VllmScorer,
+    width: usize,
+    tokens: &[u32],
+    deduplicate: bool,
+) -> Result<GumbelScore> {
     let scope = if deduplicate {
         ContextScope::SingleTurn
     } else {

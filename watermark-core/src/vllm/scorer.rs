@@ -72,7 +72,9 @@ impl VllmScorer {
     pub fn vllm_p_value(&self, scored: u64, score: f64) -> Option<f64> {
         match *self {
             VllmScorer::Gumbel { .. } => None,
-            VllmScorer::DualKey { alpha, .. } => Some(tail::vllm_dual_key_p_value(scored, score, alpha)),
+            VllmScorer::DualKey { alpha, .. } => {
+                Some(tail::vllm_dual_key_p_value(scored, score, alpha))
+            }
         }
     }
 }
