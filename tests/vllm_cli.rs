@@ -332,6 +332,7 @@ fn reading_mode_on_a_vllm_profile_does_not_flag_an_innocent_model() {
     );
     let (code, out, err) = run(&args);
     assert_eq!(code, 0, "{err}");
+    println!("{out}");
     assert!(
         out.contains("reading-mode audit") && out.contains("not watermarked"),
         "{out}"
