@@ -264,17 +264,14 @@ fn dual_key_profiles_detect_and_audit_vllms_dual_key_watermark() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Reading mode on a vLLM profile: the default model reads our texts; it never saw the key, so
-/// it is not flagged. The key is fixed, so the outcome is too (an innocent reader's p-value is
-/// below 1e-3 one time in a thousand).
-#[test]
-fn reading_mode_on_a_vllm_profile_does_not_flag_an_innocent_model() {
-    let Some(model) = support::model_path() else {
-        return;
-    };
-    let dir = temp_dir("reading");
+/// A key fixed for the reading-mode tests, so that their outcomes are too.
+const FIXED_KEY: u64 = 0x7472_6163_656d_6172;
+
+/// A `gumbel` profile under [`FIXED_KEY`] bound to the default model's tokenizer, and three of
+/// our texts (two as text with a prompt, one as token ids).
+fn reading_setup(dir: &Path, model: &Path) -> (PathBuf, PathBuf) {
     let tokenizer = dir.join("tokenizer.json");
-    let json = tracemark_model::tokenizer_json_from_gguf(&model).expect("tokenizer from GGUF");
+    let json = tracemark_model::tokenizer_json_from_gguf(model).expect("tokenizer from GGUF");
     std::fs::write(&tokenizer, json).expect("write tokenizer");
     let keys = dir.join("keys");
     let (code, _, err) = run(&[
@@ -285,13 +282,16 @@ fn reading_mode_on_a_vllm_profile_does_not_flag_an_innocent_model() {
         tokenizer.to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "{err}");
-    // A fixed key in place of the random one (the profile records its fingerprint).
-    let fixed: u64 = 0x7472_6163_656d_6172;
+    // The fixed key in place of the random one (the profile records its fingerprint).
     let profile_path = keys.join("profile.toml");
     let text = std::fs::read_to_string(&profile_path).expect("profile");
     let old = key_fingerprint(read_key(&keys.join("vllm.key")).expect("key"));
-    std::fs::write(&profile_path, text.replace(&old, &key_fingerprint(fixed))).expect("profile");
-    std::fs::write(keys.join("vllm.key"), format!("{fixed}\n")).expect("key");
+    std::fs::write(
+        &profile_path,
+        text.replace(&old, &key_fingerprint(FIXED_KEY)),
+    )
+    .expect("profile");
+    std::fs::write(keys.join("vllm.key"), format!("{FIXED_KEY}\n")).expect("key");
     let texts = dir.join("ours.jsonl");
     std::fs::write(
         &texts,
@@ -300,6 +300,19 @@ fn reading_mode_on_a_vllm_profile_does_not_flag_an_innocent_model() {
          {\"prompt_tokens\": [1, 2, 3], \"response_tokens\": [504, 3205, 314, 260, 1345, 282, 9060, 30, 378, 2003, 314, 4219, 284, 260, 7097, 28, 1345, 282, 9060, 30]}\n",
     )
     .expect("texts");
+    (profile_path, texts)
+}
+
+/// Reading mode on a vLLM profile: the default model reads our texts; it never saw the key, so
+/// it is not flagged. The key is fixed, so the outcome is too (an innocent reader's p-value is
+/// below 1e-3 one time in a thousand).
+#[test]
+fn reading_mode_on_a_vllm_profile_does_not_flag_an_innocent_model() {
+    let Some(model) = support::model_path() else {
+        return;
+    };
+    let dir = temp_dir("reading");
+    let (profile_path, texts) = reading_setup(&dir, &model);
     let profile = profile_path.to_str().unwrap();
     let args = [
         "audit",
@@ -337,7 +350,7 @@ fn reading_mode_on_a_vllm_profile_does_not_flag_an_innocent_model() {
         out.contains("reading-mode audit") && out.contains("not watermarked"),
         "{out}"
     );
-    assert!(!out.contains(&fixed.to_string()));
+    assert!(!out.contains(&FIXED_KEY.to_string()));
 
     // Without the profile's tokenizer, the suspect cannot be checked: refused in one line.
     let bare = dir.join("bare");
@@ -355,5 +368,82 @@ fn reading_mode_on_a_vllm_profile_does_not_flag_an_innocent_model() {
     ]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("tokenizer"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A completions endpoint on 127.0.0.1 whose greedy next token is always " the": an innocent
+/// reader (its predictions never depend on the key).
+fn constant_endpoint() -> String {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let body = r#"{"choices":[{"text":" the","index":0,"finish_reason":"length"}]}"#;
+    let reply = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/v1", listener.local_addr().expect("address"));
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+            let mut reader = BufReader::new(&stream);
+            let (mut length, mut line) = (0usize, String::new());
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line.trim() != "" {
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+                line.clear();
+            }
+            let mut request = vec![0; length];
+            let _ = reader.read_exact(&mut request);
+            let _ = stream.write_all(reply.as_bytes());
+        }
+    });
+    url
+}
+
+/// Reading mode over an API (`--suspect-url`) on a vLLM profile: every prediction is asked of
+/// the endpoint, mapped onto our tokens, and scored by the same rules; an endpoint that always
+/// answers " the" is not flagged.
+#[test]
+fn reading_mode_over_an_api_on_a_vllm_profile() {
+    let Some(model) = support::model_path() else {
+        return;
+    };
+    let dir = temp_dir("reading-api");
+    let (profile, texts) = reading_setup(&dir, &model);
+    let url = constant_endpoint();
+    let cache = dir.join("cache.jsonl");
+    let (code, out, err) = run(&[
+        "audit",
+        "--profile",
+        profile.to_str().unwrap(),
+        "--suspect-url",
+        &url,
+        "--texts",
+        texts.to_str().unwrap(),
+        "--cache",
+        cache.to_str().unwrap(),
+        "--rate",
+        "0",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let report: Value = serde_json::from_str(out.trim()).expect("one JSON object");
+    assert_eq!(report["mode"], "reading", "{report}");
+    assert_eq!(report["documents"], 3, "{report}");
+    assert_eq!(report["watermarked"], false, "{report}");
+    let scored = report["scored"].as_u64().expect("scored");
+    let skipped: u64 = report["skipped"]
+        .as_object()
+        .expect("skipped counts")
+        .values()
+        .map(|n| n.as_u64().expect("a count"))
+        .sum();
+    assert!(scored > 0, "{report}");
+    assert_eq!(
+        scored + skipped,
+        report["tokens"].as_u64().unwrap(),
+        "{report}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
