@@ -56,7 +56,6 @@ pub struct ReadingReport {
     /// Positions not scored, by rule (the green-list audit's counts; `not_in_filter` is 0).
     pub skipped: Skipped,
     /// The pooled sum and its exact tail (`skipped` there is the total of the above).
-    #[serde(flatten)]
     pub score: GumbelScore,
 }
 
