@@ -277,9 +277,9 @@ fn reading_setup(dir: &Path, model: &Path) -> (PathBuf, PathBuf) {
     let (code, _, err) = run(&[
         "vllm-keygen",
         "--out",
-        keys.to_str().unwrap(),
+        keys.to_str().expect("UTF-8 path"),
         "--tokenizer",
-        tokenizer.to_str().unwrap(),
+        tokenizer.to_str().expect("UTF-8 path"),
     ]);
     assert_eq!(code, 0, "{err}");
     // The fixed key in place of the random one (the profile records its fingerprint).
