@@ -77,7 +77,7 @@ test-live: python ## tracemark audit --suspect-url against llama-cpp-python's se
 	TRACEMARK_PYTHON="$(CURDIR)/watermark-py/.venv/bin/python" TRACEMARK_REQUIRE_LIVE=1 \
 	  $(CARGO) test -p verifier-cli --test live_endpoint
 
-# Not in `make test`: it installs vLLM (about 6 GB, once) and serves the model twice on 2 cores.
+# Not in `make test`: it installs vLLM (about 6 GB, once) and serves the model three times on 2 cores.
 VLLM_TIMEOUT ?= 1800
 VLLM_CHECKPOINT ?= $${TRACEMARK_CACHE:-$$HOME/.cache/tracemark}/models/SmolLM2-135M-Instruct-hf
 

@@ -4,8 +4,10 @@ scripts/vllm-venv.sh makes.
 1. tracemark's logits processor inside `vllm serve`: answers written with it are flagged by
    `tracemark detect`; answers whose opt-out the operator allowed (TRACEMARK_OPT_OUT_KEYS) are
    not; a plain opt-out request (no key) is watermarked all the same.
-2. vLLM's native watermark (`vllm serve --watermark-config`): `tracemark detect` with a
-   `vllm-gumbel-philox-v1` profile gives the p-value vLLM's own GumbelWatermarkDetector gives.
+2. vLLM's native watermark (`vllm serve --watermark-config`), `gumbel` and `dual_key_gumbel`:
+   `tracemark detect` with a `vllm-gumbel-philox-v1` profile gives the score and p-value vLLM's
+   own GumbelWatermarkDetector / DualKeyGumbelWatermarkDetector give (for dual key, vLLM's
+   moment-matched p-value, which tracemark reports as `vllm_p_value` beside its exact one).
 
 Every server is started in its own process group and killed (whole group) whatever happens;
 every wait is bounded. Prints what it measured; exits non-zero when a check fails.
@@ -191,17 +193,26 @@ def tracemark_run(args: argparse.Namespace, work: Path) -> bool:
     return ok
 
 
-def native_run(args: argparse.Namespace, work: Path) -> bool:
-    """Part 2: vLLM's own watermark, detected by tracemark and by vLLM."""
-    from vllm.v1.watermarking import GumbelWatermarkDetector
+DUAL_KEY_ALPHA = 0.1
 
-    keydir = work / "vllm-keys"
-    made = subprocess.run([args.tracemark, "vllm-keygen", "--out", str(keydir), "--context-width", "4"],
+
+def native_run(args: argparse.Namespace, work: Path, dual_key: bool = False) -> bool:
+    """Part 2: vLLM's own watermark, detected by tracemark and by vLLM."""
+    from vllm.v1.watermarking import DualKeyGumbelWatermarkDetector, GumbelWatermarkDetector
+
+    name = "native dual key" if dual_key else "native"
+    keydir = work / ("vllm-dual-keys" if dual_key else "vllm-keys")
+    algorithm = ["--algorithm", "dual_key_gumbel", "--alpha", str(DUAL_KEY_ALPHA)] if dual_key else []
+    made = subprocess.run([args.tracemark, "vllm-keygen", "--out", str(keydir), "--context-width", "4", *algorithm],
                           check=True, capture_output=True, text=True, timeout=60)
     log(made.stdout.rstrip())
     profile = keydir / "profile.toml"
     key = int((keydir / "vllm.key").read_text())
-    config = json.dumps({"key": key, "context_width": 4, "deduplicate_contexts": "single_turn"})
+    settings = {"key": key, "context_width": 4, "deduplicate_contexts": "single_turn"}
+    if dual_key:
+        settings.update({"algorithm": "dual_key_gumbel", "alpha": DUAL_KEY_ALPHA})
+    config = json.dumps(settings)
+    processor = "NativeDualKeyProcessor" if dual_key else "NativeGumbelProcessor"
     server = Server(args.model, args.port, ["--watermark-config", config], {}, work / "serve-native.log", [str(key)])
     emulated = False
     try:
@@ -212,40 +223,48 @@ def native_run(args: argparse.Namespace, work: Path) -> bool:
             if "requires Triton" not in str(e):
                 raise
             # See scripts/vllm_gumbel_processor.py: vLLM's own sampler, as a logits processor.
-            log("vllm serve --watermark-config refused to start: Model Runner V2 requires Triton "
-                "(triton-cpu is not on PyPI); serving vLLM's own GumbelWatermarker as a logits processor instead")
+            log(f"vllm serve --watermark-config refused to start: Model Runner V2 requires Triton "
+                f"(triton-cpu is not on PyPI); serving vLLM's own sampler as a logits processor ({processor}) instead")
             server.stop()
             emulated = True
-            env = {"PYTHONPATH": str(Path(__file__).resolve().parent), "TRACEMARK_E2E_VLLM_KEY_FILE": str(keydir / "vllm.key")}
-            server = Server(args.model, args.port, ["--logits-processors", "vllm_gumbel_processor:NativeGumbelProcessor"],
+            env = {"PYTHONPATH": str(Path(__file__).resolve().parent), "TRACEMARK_E2E_VLLM_KEY_FILE": str(keydir / "vllm.key"),
+                   "TRACEMARK_E2E_VLLM_ALPHA": str(DUAL_KEY_ALPHA)}
+            server = Server(args.model, args.port, ["--logits-processors", f"vllm_gumbel_processor:{processor}"],
                             env, work / "serve-native-processor.log")
             started = time.monotonic()
             server.wait_ready(args.ready_timeout)
-        log(f"native server ready in {time.monotonic() - started:.0f} s")
+        log(f"{name} server ready in {time.monotonic() - started:.0f} s")
         started = time.monotonic()
         marked = server.complete_all(PROMPTS, seed=300)
         log(f"{len(PROMPTS)} completions of {MAX_TOKENS} tokens in {time.monotonic() - started:.0f} s")
     finally:
         server.stop()
-    detector = GumbelWatermarkDetector(key, 4)
-    ours = detect(args.tracemark, profile, marked, work / "native.jsonl")
+    if dual_key:
+        detector = DualKeyGumbelWatermarkDetector(key, 4, alpha=DUAL_KEY_ALPHA)
+    else:
+        detector = GumbelWatermarkDetector(key, 4)
+    ours = detect(args.tracemark, profile, marked, work / ("native-dual.jsonl" if dual_key else "native.jsonl"))
     ok = True
     for doc, mine in zip(marked, ours):
         theirs = detector.detect(doc["tokens"])
         same_n = theirs.num_scored_tokens == mine["scored"]
-        rel = abs(theirs.p_value - mine["p_value"]) / max(theirs.p_value, 1e-300)
-        log(f"native: {len(doc['tokens'])} tokens, scored {mine['scored']} (vLLM {theirs.num_scored_tokens}), "
-            f"score {mine['score']:.6f} (vLLM {theirs.score:.6f}), p {mine['p_value']:.6e} (vLLM {theirs.p_value:.6e}), "
+        # vLLM's p-value: the exact Gamma tail for gumbel, a moment-matched Gamma for dual key.
+        vllm_p = mine["vllm_p_value"] if dual_key else mine["p_value"]
+        rel = abs(theirs.p_value - vllm_p) / max(theirs.p_value, 1e-300)
+        exact = f", exact p {mine['p_value']:.6e}" if dual_key else ""
+        log(f"{name}: {len(doc['tokens'])} tokens, scored {mine['scored']} (vLLM {theirs.num_scored_tokens}), "
+            f"score {mine['score']:.6f} (vLLM {theirs.score:.6f}), p {vllm_p:.6e} (vLLM {theirs.p_value:.6e}){exact}, "
             f"tracemark says {'WATERMARKED' if mine['watermarked'] else 'not watermarked'}")
-        if not same_n or (theirs.p_value > 1e-290 and rel > 1e-9):
+        if not same_n or abs(mine["score"] - theirs.score) > 1e-9 * max(theirs.score, 1.0) \
+                or (theirs.p_value > 1e-290 and rel > 2e-9):
             log("FAIL: tracemark and vLLM disagree")
             ok = False
     flagged = sum(r["watermarked"] for r in ours)
-    how = "vLLM's GumbelWatermarker as a logits processor" if emulated else "vllm serve --watermark-config"
-    log(f"native ({how}): tracemark flags {flagged}/{len(ours)} at FPR {FPR:g}")
+    how = f"vLLM's sampler as a logits processor, {processor}" if emulated else "vllm serve --watermark-config"
+    log(f"{name} ({how}): tracemark flags {flagged}/{len(ours)} at FPR {FPR:g}")
     if flagged < len(ours) - 2:
         ok = False
-        log("FAIL: too few native answers flagged")
+        log(f"FAIL: too few {name} answers flagged")
     return ok
 
 
@@ -261,7 +280,7 @@ def main() -> int:
     parser.add_argument("--tracemark", required=True, help="the tracemark CLI")
     parser.add_argument("--port", type=int, default=18741)
     parser.add_argument("--ready-timeout", type=float, default=600)
-    parser.add_argument("--part", choices=["all", "tracemark", "native"], default="all")
+    parser.add_argument("--part", choices=["all", "tracemark", "native", "native-dual"], default="all")
     args = parser.parse_args()
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="tracemark-vllm-e2e-") as tmp:
@@ -272,6 +291,8 @@ def main() -> int:
                 ok &= tracemark_run(args, work)
             if args.part in ("all", "native"):
                 ok &= native_run(args, work)
+            if args.part in ("all", "native-dual"):
+                ok &= native_run(args, work, dual_key=True)
         except Exception as e:  # reported, and the run fails
             log(f"FAIL: {type(e).__name__}: {e}")
             ok = False

@@ -1,12 +1,15 @@
 //! `tracemark vllm-keygen`, then `detect` and `audit --suspect` on a `vllm-gumbel-philox-v1`
-//! profile: Gumbel-max text written with the profile's key is flagged, text written without it
-//! is not, and no output shows the key.
+//! profile (`gumbel` and `dual_key_gumbel`): Gumbel-max text written with the profile's key is
+//! flagged, text written without it is not, and no output shows the key. Reading mode
+//! (`audit --suspect-model`) on the default model, an innocent reader, is not flagged.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
-use watermark_core::vllm::{read_key, uniform, PAD_TOKEN};
+use watermark_core::vllm::{derive_watermark_key, key_fingerprint, read_key, uniform, PAD_TOKEN};
+
+mod support;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tracemark");
 
@@ -157,5 +160,290 @@ fn vllm_profiles_detect_and_audit_the_native_watermark() {
     // No output holds the key.
     let secret = key.to_string();
     assert!(!made.contains(&secret) && !out.contains(&secret));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// vLLM's `dual_key_gumbel` generation over a flat 500-token distribution: the token at each
+/// step is Gumbel-max under key B when a fixed hash of the step falls below alpha, else key A.
+fn dual_key_text(key: u64, alpha: f64, length: usize, salt: u64) -> Vec<u32> {
+    let keys = [
+        derive_watermark_key(key, b"key_a"),
+        derive_watermark_key(key, b"key_b"),
+    ];
+    let mut tokens = Vec::new();
+    let mut context = vec![PAD_TOKEN; 4];
+    for step in 0..length as u64 {
+        let h = (step ^ (salt << 32)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11;
+        let use_b = (h as f64 / (1u64 << 53) as f64) < alpha;
+        let k = keys[usize::from(use_b)];
+        let best = (0..500u32)
+            .max_by(|&a, &b| {
+                let ua = uniform(k, &context, i64::from(a));
+                let ub = uniform(k, &context, i64::from(b));
+                ua.total_cmp(&ub)
+            })
+            .unwrap_or(0);
+        tokens.push(best);
+        context.remove(0);
+        context.push(i64::from(best));
+    }
+    tokens
+}
+
+#[test]
+fn dual_key_profiles_detect_and_audit_vllms_dual_key_watermark() {
+    let dir = temp_dir("dual");
+    let keys = dir.join("keys");
+    let (code, made, err) = run(&[
+        "vllm-keygen",
+        "--out",
+        keys.to_str().unwrap(),
+        "--algorithm",
+        "dual_key_gumbel",
+        "--alpha",
+        "0.2",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        made.contains("dual_key_gumbel (alpha 0.2)") && made.contains("\\\"alpha\\\": 0.2"),
+        "{made}"
+    );
+    let key = read_key(&keys.join("vllm.key")).expect("key");
+    let profile = keys.join("profile.toml");
+    let profile = profile.to_str().unwrap();
+    let marked: Vec<Vec<u32>> = (0..3).map(|i| dual_key_text(key, 0.2, 40, i)).collect();
+    let plain: Vec<Vec<u32>> = (0..3).map(|i| dual_key_text(key ^ 1, 0.2, 40, i)).collect();
+    let marked_path = dir.join("marked.jsonl");
+    let plain_path = dir.join("plain.jsonl");
+    write_jsonl(&marked_path, &marked, "tokens");
+    write_jsonl(&plain_path, &plain, "tokens");
+    for (path, flagged) in [(&marked_path, true), (&plain_path, false)] {
+        let (code, out, err) = run(&[
+            "detect",
+            "--profile",
+            profile,
+            "--json",
+            path.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 0, "{err}");
+        for line in out.lines() {
+            let line: Value = serde_json::from_str(line).expect("JSON line");
+            assert_eq!(line["algorithm"], "dual_key_gumbel", "{line}");
+            assert_eq!(line["watermarked"], flagged, "{line}");
+            let vllm_p = line["vllm_p_value"].as_f64().expect("vLLM's p-value");
+            assert!((0.0..=1.0).contains(&vllm_p), "{line}");
+        }
+    }
+    let (code, out, err) = run(&[
+        "detect",
+        "--profile",
+        profile,
+        marked_path.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("dual_key_gumbel alpha 0.2, context width 4"),
+        "{out}"
+    );
+    write_jsonl(&marked_path, &marked, "response_tokens");
+    let (code, out, err) = run(&[
+        "audit",
+        "--profile",
+        profile,
+        "--suspect",
+        marked_path.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("exact: log10 p")
+            && out.contains("vLLM's detector")
+            && out.contains("WATERMARKED"),
+        "{out}"
+    );
+    assert!(!out.contains(&key.to_string()) && !made.contains(&key.to_string()));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A key fixed for the reading-mode tests, so that their outcomes are too.
+const FIXED_KEY: u64 = 0x7472_6163_656d_6172;
+
+/// A `gumbel` profile under [`FIXED_KEY`] bound to the default model's tokenizer, and three of
+/// our texts (two as text with a prompt, one as token ids).
+fn reading_setup(dir: &Path, model: &Path) -> (PathBuf, PathBuf) {
+    let tokenizer = dir.join("tokenizer.json");
+    let json = tracemark_model::tokenizer_json_from_gguf(model).expect("tokenizer from GGUF");
+    std::fs::write(&tokenizer, json).expect("write tokenizer");
+    let keys = dir.join("keys");
+    let (code, _, err) = run(&[
+        "vllm-keygen",
+        "--out",
+        keys.to_str().expect("UTF-8 path"),
+        "--tokenizer",
+        tokenizer.to_str().expect("UTF-8 path"),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    // The fixed key in place of the random one (the profile records its fingerprint).
+    let profile_path = keys.join("profile.toml");
+    let text = std::fs::read_to_string(&profile_path).expect("profile");
+    let old = key_fingerprint(read_key(&keys.join("vllm.key")).expect("key"));
+    std::fs::write(
+        &profile_path,
+        text.replace(&old, &key_fingerprint(FIXED_KEY)),
+    )
+    .expect("profile");
+    std::fs::write(keys.join("vllm.key"), format!("{FIXED_KEY}\n")).expect("key");
+    let texts = dir.join("ours.jsonl");
+    std::fs::write(
+        &texts,
+        "{\"prompt\": \"Why is the sky blue?\", \"response\": \"Sunlight is scattered by the molecules of the air, and blue light, with its shorter wavelength, is scattered much more than red light. So when you look at any part of the sky away from the sun, you see that scattered blue light.\"}\n\
+         {\"prompt\": \"Name three colours.\", \"response\": \"Red, green and blue are three colours. Mixing them as light gives white, and mixing paints of them gives a dark brown.\"}\n\
+         {\"prompt_tokens\": [1, 2, 3], \"response_tokens\": [504, 3205, 314, 260, 1345, 282, 9060, 30, 378, 2003, 314, 4219, 284, 260, 7097, 28, 1345, 282, 9060, 30]}\n",
+    )
+    .expect("texts");
+    (profile_path, texts)
+}
+
+/// Reading mode on a vLLM profile: the default model reads our texts; it never saw the key, so
+/// it is not flagged. The key is fixed, so the outcome is too (an innocent reader's p-value is
+/// below 1e-3 one time in a thousand).
+#[test]
+fn reading_mode_on_a_vllm_profile_does_not_flag_an_innocent_model() {
+    let Some(model) = support::model_path() else {
+        return;
+    };
+    let dir = temp_dir("reading");
+    let (profile_path, texts) = reading_setup(&dir, &model);
+    let profile = profile_path.to_str().unwrap();
+    let args = [
+        "audit",
+        "--profile",
+        profile,
+        "--suspect-model",
+        model.to_str().unwrap(),
+        "--texts",
+        texts.to_str().unwrap(),
+    ];
+    let (code, out, err) = run(&[&args[..], &["--json"]].concat());
+    assert_eq!(code, 0, "{err}");
+    let report: Value = serde_json::from_str(out.trim()).expect("one JSON object");
+    assert_eq!(report["mode"], "reading", "{report}");
+    assert_eq!(report["documents"], 3, "{report}");
+    assert_eq!(report["watermarked"], false, "{report}");
+    assert!(report["log10_p_value"].as_f64().unwrap() > -3.0, "{report}");
+    let scored = report["scored"].as_u64().expect("scored");
+    let skipped: u64 = report["skipped"]
+        .as_object()
+        .expect("skipped counts")
+        .values()
+        .map(|n| n.as_u64().expect("a count"))
+        .sum();
+    assert!(scored > 30, "{report}");
+    assert_eq!(
+        scored + skipped,
+        report["tokens"].as_u64().unwrap(),
+        "{report}"
+    );
+    let (code, out, err) = run(&args);
+    assert_eq!(code, 0, "{err}");
+    println!("{out}");
+    assert!(
+        out.contains("reading-mode audit") && out.contains("not watermarked"),
+        "{out}"
+    );
+    assert!(!out.contains(&FIXED_KEY.to_string()));
+
+    // Without the profile's tokenizer, the suspect cannot be checked: refused in one line.
+    let bare = dir.join("bare");
+    let (code, _, err) = run(&["vllm-keygen", "--out", bare.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let bare_profile = bare.join("profile.toml");
+    let (code, _, err) = run(&[
+        "audit",
+        "--profile",
+        bare_profile.to_str().unwrap(),
+        "--suspect-model",
+        model.to_str().unwrap(),
+        "--texts",
+        texts.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("tokenizer"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A completions endpoint on 127.0.0.1 whose greedy next token is always " the": an innocent
+/// reader (its predictions never depend on the key).
+fn constant_endpoint() -> String {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let body = r#"{"choices":[{"text":" the","index":0,"finish_reason":"length"}]}"#;
+    let reply = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/v1", listener.local_addr().expect("address"));
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+            let mut reader = BufReader::new(&stream);
+            let (mut length, mut line) = (0usize, String::new());
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line.trim() != "" {
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+                line.clear();
+            }
+            let mut request = vec![0; length];
+            let _ = reader.read_exact(&mut request);
+            let _ = stream.write_all(reply.as_bytes());
+        }
+    });
+    url
+}
+
+/// Reading mode over an API (`--suspect-url`) on a vLLM profile: every prediction is asked of
+/// the endpoint, mapped onto our tokens, and scored by the same rules; an endpoint that always
+/// answers " the" is not flagged.
+#[test]
+fn reading_mode_over_an_api_on_a_vllm_profile() {
+    let Some(model) = support::model_path() else {
+        return;
+    };
+    let dir = temp_dir("reading-api");
+    let (profile, texts) = reading_setup(&dir, &model);
+    let url = constant_endpoint();
+    let cache = dir.join("cache.jsonl");
+    let (code, out, err) = run(&[
+        "audit",
+        "--profile",
+        profile.to_str().unwrap(),
+        "--suspect-url",
+        &url,
+        "--texts",
+        texts.to_str().unwrap(),
+        "--cache",
+        cache.to_str().unwrap(),
+        "--rate",
+        "0",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let report: Value = serde_json::from_str(out.trim()).expect("one JSON object");
+    assert_eq!(report["mode"], "reading", "{report}");
+    assert_eq!(report["documents"], 3, "{report}");
+    assert_eq!(report["watermarked"], false, "{report}");
+    let scored = report["scored"].as_u64().expect("scored");
+    let skipped: u64 = report["skipped"]
+        .as_object()
+        .expect("skipped counts")
+        .values()
+        .map(|n| n.as_u64().expect("a count"))
+        .sum();
+    assert!(scored > 0, "{report}");
+    assert_eq!(
+        scored + skipped,
+        report["tokens"].as_u64().unwrap(),
+        "{report}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

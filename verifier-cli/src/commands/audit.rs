@@ -159,14 +159,19 @@ pub(super) enum PromptForm {
     Chat,
 }
 
-/// Turns answers into token ids with a tokenizer loaded on first need.
-pub(super) struct Encoder<'a> {
-    session: &'a ProfileSession,
+/// Turns answers into token ids with a tokenizer loaded on first need (the profile's), or one
+/// already loaded (a vLLM-scheme profile's).
+pub(super) enum Encoder<'a> {
+    Session(&'a ProfileSession),
+    Loaded(&'a TextTokenizer),
 }
 
 impl Encoder<'_> {
     pub(super) fn tokenizer(&mut self) -> Result<&TextTokenizer> {
-        tokenizer(self.session)
+        match self {
+            Encoder::Session(session) => tokenizer(session),
+            Encoder::Loaded(tokenizer) => Ok(tokenizer),
+        }
     }
 
     /// The prompt's ids and the answer's.
@@ -207,7 +212,7 @@ pub fn run(args: &AuditArgs, out: &mut impl Write) -> Result<ExitStatus> {
         max_tuples: max_audit_tuples()?,
         ..AuditOptions::default()
     };
-    let mut encoder = Encoder { session: &session };
+    let mut encoder = Encoder::Session(&session);
     let mut audit = Audit::new(green.clone(), options.clone())?;
     let mut accounts = match &args.accounts {
         Some(path) => Some(super::accounts::AuditAccounts::open(path, green, &options)?),

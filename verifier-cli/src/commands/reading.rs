@@ -24,12 +24,25 @@ impl Suspect {
     /// Loads the suspect at `path`, its tokenizer first: a tokenizer that cannot be read is
     /// refused before the weights are.
     pub fn load(path: &Path, session: &ProfileSession, threads: Option<usize>) -> Result<Self> {
+        Self::load_checked(
+            path,
+            |found| session.profile().check_tokenizer(found),
+            threads,
+        )
+    }
+
+    /// [`Suspect::load`] for a profile that checks a tokenizer's fingerprint with `check`.
+    pub fn load_checked(
+        path: &Path,
+        check: impl FnOnce(&str) -> watermark_core::Result<()>,
+        threads: Option<usize>,
+    ) -> Result<Self> {
         if let Some(n) = threads {
             tracemark_model::llama::set_threads(n)?;
         }
         let tokenizer = SuspectModel::tokenizer(path)
             .with_context(|| format!("{}: the suspect's tokenizer", path.display()))?;
-        let other_tokenizer = match session.profile().check_tokenizer(tokenizer.fingerprint()) {
+        let other_tokenizer = match check(tokenizer.fingerprint()) {
             Ok(()) => None,
             Err(watermark_core::Error::TokenizerMismatch { found, expected }) => {
                 Some((tokenizer, found, expected))
@@ -95,6 +108,23 @@ pub(super) enum Reading {
 }
 
 impl Reading {
+    /// Our prompt and text, and the suspect's prediction at each position of the text (`None`
+    /// where it maps to none of our tokens).
+    pub fn into_aligned(self) -> (Vec<u32>, Vec<u32>, Vec<Option<u32>>) {
+        match self {
+            Reading::Full {
+                prompt,
+                text,
+                predictions,
+            } => (prompt, text, predictions.into_iter().map(Some).collect()),
+            Reading::Aligned {
+                prompt,
+                text,
+                predictions,
+            } => (prompt, text, predictions),
+        }
+    }
+
     /// Adds the predictions to `audit`.
     pub fn add_to(&self, audit: &mut Audit) -> Result<()> {
         match self {

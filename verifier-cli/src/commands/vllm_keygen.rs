@@ -7,7 +7,9 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Args, ValueEnum};
-use watermark_core::vllm::{ContextScope, VllmProfile, DEFAULT_CONTEXT_WIDTH, VLLM_SCHEME};
+use watermark_core::vllm::{
+    ContextScope, VllmAlgorithm, VllmProfile, VllmSettings, DEFAULT_CONTEXT_WIDTH, VLLM_SCHEME,
+};
 
 /// Arguments of `tracemark vllm-keygen`.
 #[derive(Debug, Args)]
@@ -15,6 +17,12 @@ pub struct VllmKeygenArgs {
     /// Directory for the key (vllm.key, mode 600) and the profile.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+    /// vLLM's `algorithm`.
+    #[arg(long, value_enum, default_value_t = AlgorithmArg::Gumbel)]
+    pub algorithm: AlgorithmArg,
+    /// vLLM's `alpha` for `dual_key_gumbel`, in [0, 1] (default: vLLM's, 0.1).
+    #[arg(long, value_name = "A")]
+    pub alpha: Option<f64>,
     /// vLLM's `context_width`.
     #[arg(long, value_name = "W", default_value_t = DEFAULT_CONTEXT_WIDTH)]
     pub context_width: usize,
@@ -27,6 +35,23 @@ pub struct VllmKeygenArgs {
     /// Write profile.json instead of profile.toml.
     #[arg(long)]
     pub json_profile: bool,
+}
+
+/// `--algorithm` values, as vLLM spells them.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum AlgorithmArg {
+    Gumbel,
+    DualKeyGumbel,
+}
+
+impl From<AlgorithmArg> for VllmAlgorithm {
+    fn from(a: AlgorithmArg) -> Self {
+        match a {
+            AlgorithmArg::Gumbel => VllmAlgorithm::Gumbel,
+            AlgorithmArg::DualKeyGumbel => VllmAlgorithm::DualKeyGumbel,
+        }
+    }
 }
 
 /// `--deduplicate-contexts` values, as vLLM spells them.
@@ -49,10 +74,15 @@ impl From<ScopeArg> for ContextScope {
 }
 
 pub fn run(args: &VllmKeygenArgs, out: &mut impl Write) -> Result<()> {
+    let settings = VllmSettings {
+        algorithm: args.algorithm.into(),
+        alpha: args.alpha,
+        context_width: args.context_width,
+        deduplicate_contexts: args.deduplicate_contexts.into(),
+    };
     let (profile, path) = VllmProfile::create(
         &args.out,
-        args.context_width,
-        args.deduplicate_contexts.into(),
+        &settings,
         args.tokenizer.as_deref(),
         args.json_profile,
     )?;
@@ -66,9 +96,19 @@ pub fn run(args: &VllmKeygenArgs, out: &mut impl Write) -> Result<()> {
     )?;
     writeln!(out, "profile:     {}", path.display())?;
     writeln!(out, "fingerprint: {}", profile.key_fingerprint)?;
+    let (algorithm, extra) = match profile.algorithm {
+        VllmAlgorithm::Gumbel => ("gumbel".to_string(), String::new()),
+        VllmAlgorithm::DualKeyGumbel => {
+            let alpha = profile.alpha.unwrap_or(watermark_core::vllm::DEFAULT_ALPHA);
+            (
+                format!("dual_key_gumbel (alpha {alpha})"),
+                format!(", \\\"algorithm\\\": \\\"dual_key_gumbel\\\", \\\"alpha\\\": {alpha}"),
+            )
+        }
+    };
     writeln!(
         out,
-        "scheme:      {VLLM_SCHEME}, gumbel, context width {}, deduplicate_contexts {scope}",
+        "scheme:      {VLLM_SCHEME}, {algorithm}, context width {}, deduplicate_contexts {scope}",
         profile.context_width
     )?;
     if let Some(t) = &profile.tokenizer {
@@ -76,7 +116,7 @@ pub fn run(args: &VllmKeygenArgs, out: &mut impl Write) -> Result<()> {
     }
     writeln!(
         out,
-        "serve with:  vllm serve MODEL --watermark-config \"{{\\\"key\\\": $(cat {}), \\\"context_width\\\": {}, \\\"deduplicate_contexts\\\": \\\"{scope}\\\"}}\"",
+        "serve with:  vllm serve MODEL --watermark-config \"{{\\\"key\\\": $(cat {}){extra}, \\\"context_width\\\": {}, \\\"deduplicate_contexts\\\": \\\"{scope}\\\"}}\"",
         key_path.display(),
         profile.context_width,
     )?;

@@ -1,18 +1,24 @@
-//! `tracemark detect` and `tracemark audit` (closed model) for a profile of the vLLM scheme
-//! family (`spec = "vllm-gumbel-philox-v1"`): text written by `vllm serve --watermark-config`
-//! is scored with vLLM's own PRF and per-token score, and judged by the exact Gamma tail. The
-//! two commands pick this module when the profile's spec names the family.
+//! `tracemark detect` and `tracemark audit` (closed model and reading mode) for a profile of the
+//! vLLM scheme family (`spec = "vllm-gumbel-philox-v1"`, algorithm `gumbel` or
+//! `dual_key_gumbel`): text written by `vllm serve --watermark-config` is scored with vLLM's own
+//! PRF and per-token score, and judged by the exact null tail. The two commands pick this module
+//! when the profile's spec names the family; the rules live in `watermark_core::vllm`, and this
+//! module only converts input and prints.
 
 use std::io::Write;
 
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use serde_json::Value;
-use watermark_core::vllm::{ContextScope, GumbelScanner, GumbelScore, VllmProfile, VLLM_SCHEME};
+use watermark_core::vllm::{
+    ContextScope, GumbelScanner, GumbelScore, ReadingReport, VllmAlgorithm, VllmProfile,
+    DEFAULT_ALPHA, VLLM_SCHEME,
+};
 use watermark_core::{Fpr, TextTokenizer};
 
-use super::audit::{each_answer, AuditArgs};
+use super::audit::{each_answer, AuditArgs, Encoder};
 use super::detect::{read_documents, DetectArgs};
+use super::reading::Suspect;
 use crate::exit::ExitStatus;
 use crate::input::{Content, Document};
 use crate::numbers::{fixed, format_fpr, format_p};
@@ -96,6 +102,43 @@ struct ScoreLine<'a> {
     fpr: f64,
     watermarked: bool,
     key_fingerprint: &'a str,
+    /// Written for `dual_key_gumbel` only, so that `gumbel` lines keep their fields.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    algorithm: Option<&'static str>,
+}
+
+/// The algorithm as reports name it: `None` for `gumbel` (the default, left out of JSON).
+fn algorithm_field(profile: &VllmProfile) -> Option<&'static str> {
+    match profile.algorithm {
+        VllmAlgorithm::Gumbel => None,
+        other => Some(other.name()),
+    }
+}
+
+/// The algorithm and its null, for the text reports.
+fn describe(profile: &VllmProfile) -> String {
+    match profile.algorithm {
+        VllmAlgorithm::Gumbel => format!("context width {}", profile.context_width),
+        VllmAlgorithm::DualKeyGumbel => format!(
+            "dual_key_gumbel alpha {}, context width {}",
+            profile.alpha.unwrap_or(DEFAULT_ALPHA),
+            profile.context_width
+        ),
+    }
+}
+
+/// The null a score is judged against, for the text reports.
+fn null_name(profile: &VllmProfile, scored: u64) -> String {
+    match profile.algorithm {
+        VllmAlgorithm::Gumbel => format!("Gamma({scored}, 1)"),
+        VllmAlgorithm::DualKeyGumbel => {
+            let alpha = profile.alpha.unwrap_or(DEFAULT_ALPHA);
+            format!(
+                "{}·Gamma({scored}, 1) + {alpha}·Gamma({scored}, 1), exact",
+                1.0 - alpha
+            )
+        }
+    }
 }
 
 /// The verdict column.
@@ -143,6 +186,7 @@ pub fn detect(args: &DetectArgs, out: &mut impl Write) -> Result<ExitStatus> {
                 fpr: setup.fpr.get(),
                 watermarked: score.is_significant(setup.fpr.get()),
                 key_fingerprint: fingerprint,
+                algorithm: algorithm_field(&setup.profile),
             };
             writeln!(out, "{}", serde_json::to_string(&line)?)?;
         }
@@ -156,11 +200,11 @@ pub fn detect(args: &DetectArgs, out: &mut impl Write) -> Result<ExitStatus> {
     if !args.json {
         writeln!(
             out,
-            "{} {}, {flagged} watermarked at FPR {} (vLLM key {fingerprint}, spec {VLLM_SCHEME}, context width {})",
+            "{} {}, {flagged} watermarked at FPR {} (vLLM key {fingerprint}, spec {VLLM_SCHEME}, {})",
             rows.len(),
             if rows.len() == 1 { "document" } else { "documents" },
             format_fpr(setup.fpr.get()),
-            setup.profile.context_width,
+            describe(&setup.profile),
         )?;
     }
     let unscored = rows.iter().any(|r| r.3.scored == 0);
@@ -219,21 +263,34 @@ fn print_table(rows: &[Row], fpr: Fpr, out: &mut impl Write) -> Result<()> {
     Ok(())
 }
 
-/// `tracemark audit --suspect OUTPUTS.jsonl` with a vLLM-scheme profile: one pooled test over
-/// every answer. The audit's rules hold here too: a context is scored once across the whole
-/// audit, and a token whose context occurs in its prompt (what the suspect read) is not scored
-/// (vLLM's `all` scope, whatever scope the profile's generator used).
+/// `tracemark audit` with a vLLM-scheme profile: closed model (`--suspect`) or reading mode
+/// (`--suspect-model` or `--suspect-url`, with `--texts`).
 pub fn audit(args: &AuditArgs, out: &mut impl Write) -> Result<ExitStatus> {
-    let Some(suspect) = args.suspect.as_ref() else {
+    if args.filter.is_some()
+        || args.curve.is_some()
+        || args.plan
+        || args.report.dir.is_some()
+        || args.accounts.is_some()
+    {
         bail!(
-            "{VLLM_SCHEME} profiles are audited in closed mode only: give --suspect OUTPUTS.jsonl"
-        );
-    };
-    if args.filter.is_some() || args.curve.is_some() || args.plan || args.report.dir.is_some() {
-        bail!(
-            "--filter, --curve, --plan and --report are not available for {VLLM_SCHEME} profiles"
+            "--filter, --curve, --plan, --report and --accounts are not available for {VLLM_SCHEME} profiles"
         );
     }
+    match &args.suspect {
+        Some(suspect) => closed_audit(args, suspect, out),
+        None => reading_audit(args, out),
+    }
+}
+
+/// `--suspect OUTPUTS.jsonl`: one pooled test over every answer. The audit's rules hold here
+/// too: a context is scored once across the whole audit, and a token whose context occurs in its
+/// prompt (what the suspect read) is not scored (vLLM's `all` scope, whatever scope the
+/// profile's generator used).
+fn closed_audit(
+    args: &AuditArgs,
+    suspect: &std::path::Path,
+    out: &mut impl Write,
+) -> Result<ExitStatus> {
     let mut setup = Setup::new(&args.profile, args.tokenizer.as_deref(), args.fpr, false)?;
     let mut profile = setup.profile.clone();
     profile.deduplicate_contexts = ContextScope::All;
@@ -264,37 +321,160 @@ pub fn audit(args: &AuditArgs, out: &mut impl Write) -> Result<ExitStatus> {
             fpr: setup.fpr.get(),
             watermarked,
             key_fingerprint: &setup.profile.key_fingerprint,
+            algorithm: algorithm_field(&setup.profile),
         };
         writeln!(out, "{}", serde_json::to_string(&line)?)?;
     } else {
         writeln!(
             out,
-            "closed-model audit, {VLLM_SCHEME} (vLLM key {}, context width {})",
-            setup.profile.key_fingerprint, setup.profile.context_width
+            "closed-model audit, {VLLM_SCHEME} (vLLM key {}, {})",
+            setup.profile.key_fingerprint,
+            describe(&setup.profile)
         )?;
         writeln!(
             out,
             "{documents} documents, {tokens} tokens, {} scored ({} skipped: repeated, partial or prompt contexts)",
             score.scored, score.skipped
         )?;
-        writeln!(
-            out,
-            "score {:.3} against Gamma({}, 1): log10 p = {}, p = {}",
-            score.score,
-            score.scored,
-            fixed(score.log10_p_value),
-            format_p(score.p_value)
-        )?;
-        writeln!(
-            out,
-            "verdict at FPR {}: {}",
-            format_fpr(setup.fpr.get()),
-            verdict(&score, setup.fpr)
-        )?;
+        print_test(&setup, &score, out)?;
     }
     Ok(ExitStatus::verdict(
         args.fail_if_watermarked,
         watermarked,
         score.scored == 0,
     ))
+}
+
+/// The pooled test's lines of the text reports: the sum against its null, and the verdict.
+fn print_test(setup: &Setup, score: &GumbelScore, out: &mut impl Write) -> Result<()> {
+    writeln!(
+        out,
+        "score {:.3} against {}: log10 p = {}, p = {}",
+        score.score,
+        null_name(&setup.profile, score.scored),
+        fixed(score.log10_p_value),
+        format_p(score.p_value)
+    )?;
+    if let Some(p) = score.vllm_p_value {
+        writeln!(
+            out,
+            "(vLLM's detector, a moment-matched Gamma, would say p = {})",
+            format_p(p)
+        )?;
+    }
+    writeln!(
+        out,
+        "verdict at FPR {}: {}",
+        format_fpr(setup.fpr.get()),
+        verdict(score, setup.fpr)
+    )?;
+    Ok(())
+}
+
+/// Reading mode: the suspect (a model file, or a live endpoint) reads our texts, and its top-1
+/// at each position is scored under our text's context (`watermark_core::vllm::ReadingAudit`).
+fn reading_audit(args: &AuditArgs, out: &mut impl Write) -> Result<ExitStatus> {
+    let Some(texts) = args.texts.as_ref() else {
+        bail!(
+            "a live closed-model audit (--suspect-url with --prompts) is not available for \
+             {VLLM_SCHEME} profiles: collect the answers and give --suspect ANSWERS.jsonl, or give \
+             --texts OURS.jsonl for reading mode"
+        );
+    };
+    let setup = Setup::new(&args.profile, args.tokenizer.as_deref(), args.fpr, true)?;
+    let Some(ours) = setup.tokenizer.as_ref() else {
+        bail!("reading mode needs the profile's tokenizer: pass --tokenizer FILE");
+    };
+    let mut audit = setup
+        .profile
+        .reading_audit()?
+        .with_max_contexts(crate::input::max_audit_tuples()?);
+    let started = std::time::Instant::now();
+    if let (Some(url), Some(cache)) = (&args.live.suspect_url, &args.live.cache) {
+        for read in crate::endpoint::read_texts(&args.live, url, texts, cache, ours)? {
+            audit
+                .add_reading(&read.prompt, &read.text, &read.predictions)
+                .with_context(|| read.source.clone())?;
+        }
+    } else if let Some(model) = &args.suspect_model {
+        let check = |found: &str| setup.profile.check_tokenizer(found);
+        let suspect = Suspect::load_checked(model, check, args.threads)?;
+        let mut encoder = Encoder::Loaded(ours);
+        each_answer(texts, "reading", |_, answer| {
+            let (prompt, text, predictions) = suspect.read(answer, &mut encoder)?.into_aligned();
+            Ok(audit.add_reading(&prompt, &text, &predictions)?)
+        })?;
+    } else {
+        bail!("give --suspect OUTPUTS.jsonl, or --texts OURS.jsonl with --suspect-model or --suspect-url");
+    }
+    let report = audit.report();
+    if report.documents == 0 {
+        bail!("no documents to audit (every line is empty)");
+    }
+    print_reading(args, &setup, &report, started.elapsed().as_secs_f64(), out)?;
+    let score = &report.score;
+    Ok(ExitStatus::verdict(
+        args.fail_if_watermarked,
+        score.is_significant(setup.fpr.get()),
+        score.scored == 0,
+    ))
+}
+
+/// The reading-mode report, as text or as one JSON object.
+fn print_reading(
+    args: &AuditArgs,
+    setup: &Setup,
+    report: &ReadingReport,
+    seconds: f64,
+    out: &mut impl Write,
+) -> Result<()> {
+    let score = &report.score;
+    let watermarked = score.is_significant(setup.fpr.get());
+    if args.json {
+        let mut line = serde_json::json!({
+            "scheme": VLLM_SCHEME,
+            "algorithm": setup.profile.algorithm.name(),
+            "mode": "reading",
+            "documents": report.documents,
+            "tokens": report.tokens,
+            "scored": score.scored,
+            "skipped": report.skipped,
+            "score": score.score,
+            "log10_p_value": score.log10_p_value,
+            "p_value": score.p_value,
+            "fpr": setup.fpr.get(),
+            "watermarked": watermarked,
+            "key_fingerprint": setup.profile.key_fingerprint,
+            "seconds": seconds,
+        });
+        if let Some(p) = score.vllm_p_value {
+            line["vllm_p_value"] = p.into();
+        }
+        writeln!(out, "{line}")?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "reading-mode audit, {VLLM_SCHEME} (vLLM key {}, {})",
+        setup.profile.key_fingerprint,
+        describe(&setup.profile)
+    )?;
+    let k = &report.skipped;
+    writeln!(
+        out,
+        "{} documents, {} tokens, {} scored; skipped: {} too little context, {} repeated, {} in prompt, {} earlier in text{}",
+        report.documents,
+        report.tokens,
+        score.scored,
+        k.too_little_context,
+        k.repeated,
+        k.in_prompt,
+        k.earlier_in_text,
+        if k.unaligned > 0 {
+            format!(", {} unaligned", k.unaligned)
+        } else {
+            String::new()
+        }
+    )?;
+    print_test(setup, score, out)
 }

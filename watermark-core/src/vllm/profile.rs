@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::key::key_fingerprint;
+use super::reading::ReadingAudit;
 use super::score::{ContextScope, GumbelScanner, MAX_CONTEXT_WIDTH};
+use super::scorer::{VllmScorer, DEFAULT_ALPHA};
 use super::VLLM_SCHEME;
 use crate::error::{Error, Result};
 use crate::fpr::{Fpr, DEFAULT_FPR};
@@ -25,6 +27,43 @@ pub enum VllmAlgorithm {
     /// `gumbel`: Gumbel-max sampling keyed by the key itself.
     #[default]
     Gumbel,
+    /// `dual_key_gumbel`: two keys derived from the key; the generator samples a token with
+    /// key B with probability `alpha`, else with key A, and the detector weights both scores.
+    DualKeyGumbel,
+}
+
+impl VllmAlgorithm {
+    /// The name vLLM's `--watermark-config` uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            VllmAlgorithm::Gumbel => "gumbel",
+            VllmAlgorithm::DualKeyGumbel => "dual_key_gumbel",
+        }
+    }
+}
+
+/// What a detector must agree on with vLLM's `--watermark-config`, besides the key.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct VllmSettings {
+    /// vLLM's `algorithm`.
+    pub algorithm: VllmAlgorithm,
+    /// vLLM's `alpha` (`dual_key_gumbel` only; `None` is vLLM's default, 0.1).
+    pub alpha: Option<f64>,
+    /// vLLM's `context_width`.
+    pub context_width: usize,
+    /// vLLM's `deduplicate_contexts`.
+    pub deduplicate_contexts: ContextScope,
+}
+
+impl Default for VllmSettings {
+    fn default() -> Self {
+        VllmSettings {
+            algorithm: VllmAlgorithm::Gumbel,
+            alpha: None,
+            context_width: super::DEFAULT_CONTEXT_WIDTH,
+            deduplicate_contexts: ContextScope::SingleTurn,
+        }
+    }
 }
 
 /// A profile of the vLLM scheme family, as stored.
@@ -43,6 +82,9 @@ pub struct VllmProfile {
     /// vLLM's `algorithm`.
     #[serde(default)]
     pub algorithm: VllmAlgorithm,
+    /// vLLM's `alpha`, for `dual_key_gumbel` only (default 0.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alpha: Option<f64>,
     /// vLLM's `context_width` (default 4).
     #[serde(default = "default_width")]
     pub context_width: usize,
@@ -80,6 +122,7 @@ impl VllmProfile {
             key_file,
             key_fingerprint: key_fingerprint(key),
             algorithm: VllmAlgorithm::Gumbel,
+            alpha: None,
             context_width,
             deduplicate_contexts: ContextScope::SingleTurn,
             tokenizer: None,
@@ -146,6 +189,15 @@ impl VllmProfile {
         }
         Fpr::new(self.fpr)
             .map_err(|_| malformed(format!("fpr {} must lie in (0, 1)", self.fpr)))?;
+        match (self.algorithm, self.alpha) {
+            (VllmAlgorithm::Gumbel, Some(_)) => {
+                return Err(malformed("alpha applies to dual_key_gumbel only".into()))
+            }
+            (VllmAlgorithm::DualKeyGumbel, Some(alpha)) if !(0.0..=1.0).contains(&alpha) => {
+                return Err(malformed(format!("alpha {alpha} must lie in [0, 1]")))
+            }
+            _ => {}
+        }
         Ok(())
     }
 
@@ -172,6 +224,19 @@ impl VllmProfile {
 
     /// A scanner with a key held elsewhere, checked against the profile's fingerprint.
     pub fn scanner_with(&self, key: u64) -> Result<GumbelScanner> {
+        let scorer = self.scorer_with(key)?;
+        GumbelScanner::with_scorer(scorer, self.context_width, self.deduplicate_contexts)
+    }
+
+    /// Reads the key file and returns an empty reading-mode audit under it.
+    pub fn reading_audit(&self) -> Result<ReadingAudit> {
+        let key = read_key(&self.resolve(&self.key_file))?;
+        ReadingAudit::new(self.scorer_with(key)?, self.context_width)
+    }
+
+    /// The per-token scorer of the profile's algorithm under `key`, checked against the
+    /// profile's fingerprint.
+    pub fn scorer_with(&self, key: u64) -> Result<VllmScorer> {
         let found = key_fingerprint(key);
         if found != self.key_fingerprint {
             return Err(Error::KeyMismatch {
@@ -179,8 +244,24 @@ impl VllmProfile {
                 expected: self.key_fingerprint.clone(),
             });
         }
-        let VllmAlgorithm::Gumbel = self.algorithm;
-        GumbelScanner::new(key, self.context_width, self.deduplicate_contexts)
+        match self.algorithm {
+            VllmAlgorithm::Gumbel => Ok(VllmScorer::Gumbel { key }),
+            VllmAlgorithm::DualKeyGumbel => {
+                VllmScorer::dual_key(key, self.alpha.unwrap_or(DEFAULT_ALPHA))
+            }
+        }
+    }
+
+    /// Checks that a tokenizer is the one the profile binds.
+    pub fn check_tokenizer(&self, fingerprint: &str) -> Result<()> {
+        let binding = self.tokenizer.as_ref().ok_or(Error::NoTokenizer)?;
+        if binding.fingerprint != fingerprint {
+            return Err(Error::TokenizerMismatch {
+                found: fingerprint.to_string(),
+                expected: binding.fingerprint.clone(),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -201,13 +282,15 @@ impl VllmProfile {
     /// profile and its path.
     pub fn create(
         dir: &Path,
-        context_width: usize,
-        scope: ContextScope,
+        settings: &VllmSettings,
         tokenizer: Option<&Path>,
         json: bool,
     ) -> Result<(VllmProfile, PathBuf)> {
-        let mut profile = VllmProfile::new(VLLM_KEY_FILE.into(), 0, context_width)?;
-        profile.deduplicate_contexts = scope;
+        let mut profile = VllmProfile::new(VLLM_KEY_FILE.into(), 0, settings.context_width)?;
+        profile.deduplicate_contexts = settings.deduplicate_contexts;
+        profile.algorithm = settings.algorithm;
+        profile.alpha = settings.alpha;
+        profile.validate(Path::new("<new profile>"))?;
         #[cfg(feature = "tokenizers")]
         if let Some(path) = tokenizer {
             let bytes = crate::files::read_limited(path, 1 << 30, "tokenizer")?;
@@ -309,7 +392,12 @@ mod tests {
     #[test]
     fn create_writes_a_private_key_and_never_replaces_it() {
         let dir = crate::files::private_test_dir("vllm-create").join("keys");
-        let (profile, path) = VllmProfile::create(&dir, 2, ContextScope::All, None, false).unwrap();
+        let settings = VllmSettings {
+            context_width: 2,
+            deduplicate_contexts: ContextScope::All,
+            ..VllmSettings::default()
+        };
+        let (profile, path) = VllmProfile::create(&dir, &settings, None, false).unwrap();
         let loaded = VllmProfile::load(&path).unwrap();
         assert_eq!(
             loaded,
@@ -320,7 +408,30 @@ mod tests {
         );
         assert_eq!(loaded.deduplicate_contexts, ContextScope::All);
         loaded.scanner().unwrap();
-        assert!(VllmProfile::create(&dir, 2, ContextScope::All, None, false).is_err());
+        assert!(VllmProfile::create(&dir, &settings, None, false).is_err());
+    }
+
+    #[test]
+    fn dual_key_profiles_score_with_both_derived_keys() {
+        let dir = crate::files::private_test_dir("vllm-dual").join("keys");
+        let settings = VllmSettings {
+            algorithm: VllmAlgorithm::DualKeyGumbel,
+            alpha: Some(0.25),
+            ..VllmSettings::default()
+        };
+        let (_, path) = VllmProfile::create(&dir, &settings, None, false).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.contains("dual_key_gumbel") && text.contains("alpha = 0.25"),
+            "{text}"
+        );
+        let loaded = VllmProfile::load(&path).unwrap();
+        let key = read_key(&dir.join(VLLM_KEY_FILE)).unwrap();
+        assert_eq!(
+            loaded.scorer_with(key).unwrap(),
+            VllmScorer::dual_key(key, 0.25).unwrap()
+        );
+        loaded.reading_audit().unwrap();
     }
 
     #[test]
@@ -333,11 +444,20 @@ mod tests {
             VllmProfile::load(&path),
             Err(Error::MalformedProfile { .. })
         ));
-        write("spec = \"vllm-gumbel-philox-v1\"\nkey_file = \"k\"\nkey_fingerprint = \"x\"\nalgorithm = \"dual_key_gumbel\"\n");
-        assert!(matches!(
-            VllmProfile::load(&path),
-            Err(Error::MalformedProfile { .. })
-        ));
+        for bad in [
+            "algorithm = \"dual_key\"\n",
+            "algorithm = \"gumbel\"\nalpha = 0.2\n",
+            "algorithm = \"dual_key_gumbel\"\nalpha = 1.5\n",
+        ] {
+            write(&format!("spec = \"vllm-gumbel-philox-v1\"\nkey_file = \"k\"\nkey_fingerprint = \"x\"\n{bad}"));
+            assert!(
+                matches!(
+                    VllmProfile::load(&path),
+                    Err(Error::MalformedProfile { .. })
+                ),
+                "{bad}"
+            );
+        }
         write("spec = \"tracemark-green-v1\"\n");
         assert!(!VllmProfile::is_vllm_profile(&path).unwrap());
         for bad in ["-1\n", "18446744073709551616\n", "0x10\n", ""] {

@@ -1,8 +1,8 @@
-//! Detection of vLLM's `gumbel` watermark: one Exp(1) score per distinct context, summed, and
-//! the exact Gamma tail of the sum.
+//! Detection of vLLM's watermark: one score per distinct context, summed, and the exact null
+//! tail of the sum ([`VllmScorer`] says what a token scores under each algorithm).
 //!
 //! Under the null (text not generated with the key) each PRF uniform u is uniform on (0, 1), so
-//! `-ln(1 - u)` is Exp(1) and the sum over n scored tokens is Gamma(n, 1). Gumbel-max sampling
+//! `-ln(1 - u)` is Exp(1) and, for `gumbel`, the sum over n scored tokens is Gamma(n, 1). Gumbel-max sampling
 //! picks tokens whose u is large, so watermarked text scores high. A context seen before in the
 //! same text (or corpus) reuses the same keyed vector, so its tokens are not independent
 //! evidence: like vLLM's detector, only the first token after each distinct context is scored.
@@ -12,19 +12,14 @@ use std::collections::HashSet;
 use serde::Serialize;
 
 use super::philox;
+use super::scorer::VllmScorer;
 use crate::error::{Error, Result};
 use crate::stats;
 
 /// Widest context accepted: vLLM warns above 16; far wider contexts only make detection fragile.
 pub const MAX_CONTEXT_WIDTH: usize = 256;
 
-/// Per-token score of a PRF uniform, as vLLM's `GumbelWatermarkDetector._score_tokens`:
-/// `-log1p(-u)` in f64 of the f32 uniform.
-pub fn token_score(uniform: f32) -> f64 {
-    -(-f64::from(uniform)).ln_1p()
-}
-
-/// The result of scoring text for vLLM's `gumbel` watermark.
+/// The result of scoring text for vLLM's watermark.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct GumbelScore {
     /// Tokens scored (one per distinct context): the Gamma shape n.
@@ -33,10 +28,14 @@ pub struct GumbelScore {
     pub skipped: u64,
     /// Sum of the per-token scores (vLLM's `score`).
     pub score: f64,
-    /// log10 P(Gamma(n, 1) >= score), exact and never clamped.
+    /// log10 of the exact null tail P(S >= score) (`gumbel`: Gamma(n, 1)), never clamped.
     pub log10_p_value: f64,
     /// The p-value itself; 0.0 when it underflows f64, see `log10_p_value`.
     pub p_value: f64,
+    /// `dual_key_gumbel` only: the p-value vLLM's own detector reports, a moment-matched Gamma
+    /// that is not exact (verdicts use `log10_p_value`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vllm_p_value: Option<f64>,
 }
 
 impl GumbelScore {
@@ -62,40 +61,42 @@ pub enum ContextScope {
     All,
 }
 
-/// Scores token sequences (documents) for vLLM's `gumbel` watermark under one key: one scanner
+/// Scores token sequences (documents) for vLLM's watermark under one key: one scanner
 /// is one test, so a context is scored once across all the documents it is given. Contexts are
 /// the `width` previous generated tokens, padded at the start with vLLM's `-1`, since vLLM
 /// builds them from the generated tokens alone.
 #[derive(Clone, Debug)]
 pub struct GumbelScanner {
-    key: u64,
+    scorer: VllmScorer,
     width: usize,
     scope: ContextScope,
     seen: HashSet<Vec<i64>>,
     scored: u64,
     skipped: u64,
-    /// Neumaier-compensated running sum of the scores.
-    sum: f64,
-    compensation: f64,
+    sum: ScoreSum,
 }
 
 impl GumbelScanner {
-    /// A scanner for `key` (vLLM's `--watermark-config` key) at context width `width`.
+    /// A `gumbel` scanner for `key` (vLLM's `--watermark-config` key) at context width `width`.
     pub fn new(key: u64, width: usize, scope: ContextScope) -> Result<Self> {
+        Self::with_scorer(VllmScorer::Gumbel { key }, width, scope)
+    }
+
+    /// A scanner for any of vLLM's algorithms.
+    pub fn with_scorer(scorer: VllmScorer, width: usize, scope: ContextScope) -> Result<Self> {
         if width == 0 || width > MAX_CONTEXT_WIDTH {
             return Err(Error::InvalidParameter(format!(
                 "vLLM context width {width} must lie in 1..={MAX_CONTEXT_WIDTH}"
             )));
         }
         Ok(GumbelScanner {
-            key,
+            scorer,
             width,
             scope,
             seen: HashSet::new(),
             scored: 0,
             skipped: 0,
-            sum: 0.0,
-            compensation: 0.0,
+            sum: ScoreSum::default(),
         })
     }
 
@@ -137,14 +138,47 @@ impl GumbelScanner {
 
     fn score_or_skip(&mut self, fresh: bool, context: &[i64], token: u32) {
         if fresh {
-            let u = philox::uniform(self.key, context, i64::from(token));
-            self.add_score(token_score(u));
+            self.add_score(self.scorer.score(context, i64::from(token)));
         } else {
             self.skipped += 1;
         }
     }
 
     fn add_score(&mut self, score: f64) {
+        self.sum.add(score);
+        self.scored += 1;
+    }
+
+    /// The score and exact p-value of everything added so far.
+    pub fn finish(&self) -> GumbelScore {
+        GumbelScore::new(&self.scorer, self.scored, self.skipped, self.sum.total())
+    }
+}
+
+impl GumbelScore {
+    /// The test of `scored` tokens whose scores under `scorer` add up to `score`.
+    pub fn new(scorer: &VllmScorer, scored: u64, skipped: u64, score: f64) -> Self {
+        let log10_p_value = scorer.ln_p_value(scored, score) / std::f64::consts::LN_10;
+        GumbelScore {
+            scored,
+            skipped,
+            score,
+            log10_p_value,
+            p_value: stats::p_from_log10(log10_p_value),
+            vllm_p_value: scorer.vllm_p_value(scored, score),
+        }
+    }
+}
+
+/// A Neumaier-compensated running sum: audits add millions of scores.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct ScoreSum {
+    sum: f64,
+    compensation: f64,
+}
+
+impl ScoreSum {
+    pub fn add(&mut self, score: f64) {
         let total = self.sum + score;
         self.compensation += if self.sum.abs() >= score.abs() {
             (self.sum - total) + score
@@ -152,20 +186,10 @@ impl GumbelScanner {
             (score - total) + self.sum
         };
         self.sum = total;
-        self.scored += 1;
     }
 
-    /// The score and exact p-value of everything added so far.
-    pub fn finish(&self) -> GumbelScore {
-        let score = self.sum + self.compensation;
-        let log10_p_value = stats::gamma_log10_sf(self.scored, score);
-        GumbelScore {
-            scored: self.scored,
-            skipped: self.skipped,
-            score,
-            log10_p_value,
-            p_value: stats::p_from_log10(log10_p_value),
-        }
+    pub fn total(&self) -> f64 {
+        self.sum + self.compensation
     }
 }
 
@@ -177,12 +201,39 @@ pub fn detect_gumbel(
     tokens: &[u32],
     deduplicate: bool,
 ) -> Result<GumbelScore> {
+    detect(VllmScorer::Gumbel { key }, width, tokens, deduplicate)
+}
+
+/// Scores one token sequence, as vLLM's `DualKeyGumbelWatermarkDetector(key, width,
+/// deduplicate_contexts=deduplicate, alpha=alpha).detect(tokens)` (its p-value is
+/// `vllm_p_value`; `log10_p_value` is the exact tail).
+pub fn detect_dual_key(
+    key: u64,
+    alpha: f64,
+    width: usize,
+    tokens: &[u32],
+    deduplicate: bool,
+) -> Result<GumbelScore> {
+    detect(
+        VllmScorer::dual_key(key, alpha)?,
+        width,
+        tokens,
+        deduplicate,
+    )
+}
+
+fn detect(
+    scorer: VllmScorer,
+    width: usize,
+    tokens: &[u32],
+    deduplicate: bool,
+) -> Result<GumbelScore> {
     let scope = if deduplicate {
         ContextScope::SingleTurn
     } else {
         ContextScope::None
     };
-    let mut scanner = GumbelScanner::new(key, width, scope)?;
+    let mut scanner = GumbelScanner::with_scorer(scorer, width, scope)?;
     scanner.add_document(&[], tokens);
     Ok(scanner.finish())
 }
