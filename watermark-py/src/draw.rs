@@ -13,7 +13,11 @@ use crate::logits::logits_array;
 /// The engine's temperature and truncation as the core's `Sampling` (validated there).
 /// `top_k` arrives as a Python int of any sign, so a negative one is an InputError, not an
 /// OverflowError.
-pub(crate) fn sampling(temperature: f32, top_k: Option<i64>, top_p: Option<f32>) -> PyResult<Sampling> {
+pub(crate) fn sampling(
+    temperature: f32,
+    top_k: Option<i64>,
+    top_p: Option<f32>,
+) -> PyResult<Sampling> {
     let top_k = top_k
         .map(|k| usize::try_from(k).map_err(|_| input_err(format!("top-k {k} must be at least 1"))))
         .transpose()?;

@@ -240,7 +240,11 @@ mod tests {
         let green = GreenList::new(&key, Scheme::default(), 1000).unwrap();
         let account = AccountKey::derive(&key, "acct").unwrap();
         let with_account = green.clone().with_account(account.clone());
-        let settings = [(1.0, None, None), (0.7, Some(40), None), (1.3, None, Some(0.9))];
+        let settings = [
+            (1.0, None, None),
+            (0.7, Some(40), None),
+            (1.3, None, Some(0.9)),
+        ];
         for (temperature, top_k, top_p) in settings {
             let sampling = Sampling::new(temperature, top_k, top_p).unwrap();
             let mut sampler = crate::WatermarkSampler::new(Some(with_account.clone()), sampling, 3);
@@ -273,8 +277,14 @@ mod tests {
         let mut peaked = vec![0.0f32; 1000];
         peaked[17] = 5.0;
         let greedy = Sampling::new(0.0, None, None).unwrap();
-        assert_eq!(draw_from_logits(&account, &green, &[], &peaked, greedy).unwrap(), Some(17));
-        assert_eq!(draw_from_logits(&account, &green, &[1], &peaked, t1).unwrap(), None);
+        assert_eq!(
+            draw_from_logits(&account, &green, &[], &peaked, greedy).unwrap(),
+            Some(17)
+        );
+        assert_eq!(
+            draw_from_logits(&account, &green, &[1], &peaked, t1).unwrap(),
+            None
+        );
         assert!(draw_from_logits(&account, &green, &[1, 2], &peaked[..999], t1).is_err());
         assert!(draw_from_logits(&account, &green, &[1, 2000], &peaked, t1).is_err());
         let mut nan = peaked.clone();
