@@ -2,8 +2,8 @@
 
 The draw must be distributed exactly as softmax(logits / T) after top-k and top-p (the account
 changes which random numbers are used, never the distribution). Each statistical check below
-runs at level ALPHA = 1e-4 with fixed seeds (so a run is reproducible: 6 checks, a family-wise
-false alarm rate under 6e-4 for an implementation that is right), over 20,000 draws after
+runs at level ALPHA = 1e-4 with fixed seeds (so a run is reproducible: 5 checks, a family-wise
+false alarm rate under 5e-4 for an implementation that is right), over 20,000 draws after
 distinct context windows (the account's uniforms are independent across windows, not across
 repeated ones). A check that the same statistic rejects a wrong distribution shows they can
 fail.
