@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: fuzz help demo test test-live lint fmt bench bench-model build model eval radioactivity radioactivity-neural python test-python bench-python test-browser test-ray scale-ray test-torch bench-torch test-vllm accounts radioactivity-gumbel
+.PHONY: fuzz help demo test test-live lint fmt bench bench-model build model eval radioactivity radioactivity-neural python test-python bench-python test-browser test-ray scale-ray test-torch bench-torch test-vllm accounts accounts-students radioactivity-gumbel
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -52,6 +52,9 @@ radioactivity-neural: model ## Neural students: SmolLM2 fine-tuned on watermarke
 
 accounts: ## Which account? identification at 10, 100 and 10^4 accounts, master TPR with and without, student attribution (synthetic teacher)
 	@$(CARGO) run --release -q -p tracemark-lab --bin accounts -- $(ACCOUNTS_ARGS)
+
+accounts-students: model ## Which account? through n-gram students of the REAL model: answers for acct-3 and acct-41 of 100 (17k tokens generated: 30 min on the busy 2-core machine here, seconds once cached), audited per account
+	@bash scripts/accounts-students.sh $(ACCOUNTS_STUDENTS_ARGS)
 
 radioactivity-gumbel: ## vLLM's Gumbel watermark vs the green list at context 1, 2, 4: n-gram students of the SYNTHETIC teacher (seconds)
 	@$(CARGO) run --release -q -p tracemark-lab --bin radioactivity_gumbel -- $(RADIOACTIVITY_GUMBEL_ARGS)

@@ -147,8 +147,9 @@ fn sample_random(
 }
 
 /// The tokens softmax(logits / temperature) keeps after top-k and top-p, in decreasing
-/// probability order, with their unnormalised probabilities.
-fn kept_candidates(
+/// probability order, with their unnormalised probabilities (also the account's draw from a
+/// row, `account::draw_from_logits`, so that both truncate alike).
+pub(crate) fn kept_candidates(
     logits: &[f32],
     temperature: f32,
     top_k: Option<usize>,

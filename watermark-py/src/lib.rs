@@ -8,10 +8,12 @@
 //!
 //! Modules: `errors` (exceptions), `ids` and `logits` (Python inputs), `py_json` (results
 //! out), one per class or concept (`scheme`, `profile`, `scores`, `tuple_set`, `watermark`,
-//! `audit`), the two halves of a scan spread over workers (`shard`), and the work behind `Watermark`'s methods (`hook`, `detection`).
+//! `audit`), the two halves of a scan spread over workers (`shard`), and the work behind
+//! `Watermark`'s methods (`hook`, `detection`, `draw`: the account's token).
 
 mod audit;
 mod detection;
+mod draw;
 mod errors;
 mod hook;
 mod ids;

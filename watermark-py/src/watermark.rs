@@ -6,6 +6,7 @@ use std::sync::OnceLock;
 
 use numpy::PyArrayDyn;
 use pyo3::prelude::*;
+use watermark_core::account::AccountKey;
 use watermark_core::Fpr;
 use watermark_core::Profile as CoreProfile;
 use watermark_core::TextTokenizer;
@@ -13,6 +14,7 @@ use watermark_core::{DetectOptions, DEFAULT_FPR};
 use watermark_core::{Error, GreenList, SecretKey, SPEC_VERSION};
 
 use crate::detection::{self, Dedup};
+use crate::draw;
 use crate::errors::{core, input_err, ProfileError};
 use crate::hook;
 use crate::ids::{id_batch, int64s, optional_id_batch, token_ids};
@@ -88,20 +90,26 @@ impl Watermark {
 
 #[pymethods]
 impl Watermark {
-    /// `Profile.load(path).watermark()`.
+    /// `Profile.load(path).watermark()`; with `account`, bound to that account (`for_account`).
     #[staticmethod]
-    fn from_profile(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
-        Profile::load(path)?.watermark(py)
+    #[pyo3(signature = (path, *, account = None))]
+    fn from_profile(py: Python<'_>, path: PathBuf, account: Option<&str>) -> PyResult<Self> {
+        let wm = Profile::load(path)?.watermark(py)?;
+        match account {
+            Some(id) => wm.for_account(id),
+            None => Ok(wm),
+        }
     }
 
     /// A watermark from a key file and explicit parameters, without a profile.
     #[staticmethod]
-    #[pyo3(signature = (key_file, vocab_size, scheme = None, fpr = DEFAULT_FPR))]
+    #[pyo3(signature = (key_file, vocab_size, scheme = None, fpr = DEFAULT_FPR, *, account = None))]
     fn from_key_file(
         key_file: PathBuf,
         vocab_size: u32,
         scheme: Option<PyRef<'_, Scheme>>,
         fpr: f64,
+        account: Option<&str>,
     ) -> PyResult<Self> {
         if !(fpr > 0.0 && fpr < 1.0) {
             return Err(input_err(format!(
@@ -111,7 +119,64 @@ impl Watermark {
         let key = core(SecretKey::read(&key_file))?;
         let scheme = scheme.map(|s| s.0.clone()).unwrap_or_default();
         let green = core(GreenList::new(&key, scheme, vocab_size))?;
-        Ok(Watermark::new(green, fpr, None))
+        let wm = Watermark::new(green, fpr, None);
+        match account {
+            Some(id) => wm.for_account(id),
+            None => Ok(wm),
+        }
+    }
+
+    /// The same watermark (same green list, same δ, same detector) whose draws are account
+    /// `account_id`'s: its key is derived from the master key and the id (1 to 128 bytes of
+    /// UTF-8, no control characters), as `tracemark generate --account` derives it.
+    fn for_account(&self, account_id: &str) -> PyResult<Self> {
+        let account = core(AccountKey::for_green_list(&self.green, account_id))?;
+        // The tokenizer, if needed, is loaded again on first use.
+        Ok(Watermark::new(
+            self.green.clone().with_account(account),
+            self.fpr,
+            self.profile.clone(),
+        ))
+    }
+
+    /// The account id draws are made for; None for the master watermark alone.
+    #[getter]
+    fn account(&self) -> Option<&str> {
+        self.green.account().map(AccountKey::id)
+    }
+
+    /// The account's token from one logits row (V,) *after* `apply`: among the tokens that
+    /// softmax(logits / temperature) keeps after `top_k` and `top_p`, the one the account's
+    /// exponential-minimum draw picks, distributed exactly as that softmax. None with too
+    /// little context (sample as usual then). temperature 0 is greedy (the argmax, no account
+    /// signal). The row is only read; the GIL is released while Rust draws.
+    #[pyo3(signature = (logits, context, *, temperature = 1.0, top_k = None, top_p = None))]
+    fn draw(
+        &self,
+        py: Python<'_>,
+        logits: &Bound<'_, PyAny>,
+        context: &Bound<'_, PyAny>,
+        temperature: f32,
+        top_k: Option<i64>,
+        top_p: Option<f32>,
+    ) -> PyResult<Option<u32>> {
+        let sampling = draw::sampling(temperature, top_k, top_p)?;
+        draw::draw_row(py, &self.green, logits, context, sampling)
+    }
+
+    /// `draw` for each row of a (B, V) batch, with one context per row.
+    #[pyo3(signature = (logits, contexts, *, temperature = 1.0, top_k = None, top_p = None))]
+    fn draw_batch(
+        &self,
+        py: Python<'_>,
+        logits: &Bound<'_, PyAny>,
+        contexts: &Bound<'_, PyAny>,
+        temperature: f32,
+        top_k: Option<i64>,
+        top_p: Option<f32>,
+    ) -> PyResult<Vec<Option<u32>>> {
+        let sampling = draw::sampling(temperature, top_k, top_p)?;
+        draw::draw_rows(py, &self.green, logits, contexts, sampling)
     }
 
     #[getter]
@@ -262,8 +327,13 @@ impl Watermark {
     }
 
     fn __repr__(&self) -> String {
+        let account = self
+            .green
+            .account()
+            .map(|a| format!(", account={:?}", a.id()))
+            .unwrap_or_default();
         format!(
-            "Watermark(key_fingerprint={:?}, vocab_size={}, scheme={})",
+            "Watermark(key_fingerprint={:?}, vocab_size={}, scheme={}{account})",
             self.green.key_fingerprint(),
             self.green.vocab_size(),
             Scheme(self.green.scheme().clone()).__repr__()

@@ -170,3 +170,58 @@ def test_transformers_processor(small_profile):
     assert half.dtype == torch.bfloat16
     want_low = wm.applied(low.float().numpy(), input_ids.numpy())
     assert torch.equal(half, torch.from_numpy(want_low).to(torch.bfloat16))
+
+
+def test_llama_cpp_processor_with_an_account_forces_the_draw(small_profile):
+    wm = tracemark.Watermark.from_profile(small_profile)
+    settings = {"temperature": 0.8, "top_k": 50, "top_p": 0.95}
+    proc = LlamaCppWatermark(wm, account="acct-3", **settings)
+    assert proc.account == "acct-3" and LlamaCppWatermark(wm).account is None
+    acct = wm.for_account("acct-3")
+    rng = np.random.default_rng(6)
+    for step in range(20):
+        input_ids = rng.integers(0, 1000, size=30 + step).astype(np.intc)
+        scores = rng.normal(size=1000).astype(np.single)
+        biased = wm.applied(scores, input_ids.tolist())
+        want = acct.draw(biased, input_ids, **settings)
+        # As llama-cpp-python 0.3.x hands it: a strided view of (id, logit, p) records.
+        records = np.zeros(1000, dtype=[("id", np.intc), ("logit", np.single), ("p", np.single)])
+        records["logit"] = scores
+        for row in (scores.copy(), records["logit"]):
+            out = proc(input_ids, row)
+            finite = np.flatnonzero(np.isfinite(out))
+            assert finite.tolist() == [want], step
+            assert out[want] == biased[want]
+    # Too little context: biased only, the engine samples.
+    short = np.array([4], dtype=np.intc)
+    scores = rng.normal(size=1000).astype(np.single)
+    assert proc(short, scores.copy()).tobytes() == wm.applied(scores, [4]).tobytes()
+    # Settings are checked when the processor is made, by the core's rules.
+    with pytest.raises(tracemark.InputError):
+        LlamaCppWatermark(wm, account="acct-3", top_p=0.0)
+    with pytest.raises(tracemark.InputError, match="account id"):
+        LlamaCppWatermark(wm, account="")
+
+
+def test_transformers_processor_with_an_account_forces_the_draw(small_profile):
+    torch = pytest.importorskip("torch")
+    from tracemark.adapters.transformers import TracemarkLogitsProcessor
+
+    wm = tracemark.Watermark.from_profile(small_profile)
+    settings = {"temperature": 1.1, "top_k": 30, "top_p": None}
+    proc = TracemarkLogitsProcessor(wm, account="acct-9", **settings)
+    assert proc.account == "acct-9"
+    acct = wm.for_account("acct-9")
+    gen = torch.Generator().manual_seed(1)
+    input_ids = torch.randint(0, 1000, (4, 9), generator=gen)
+    for dtype in (torch.float32, torch.bfloat16):
+        scores = torch.randn(4, 1000, generator=gen).to(dtype)
+        # The draw reads the biased scores as the engine holds them (rounded to their dtype).
+        biased = torch.from_numpy(wm.applied(scores.float().numpy(), input_ids.numpy())).to(dtype)
+        want = acct.draw_batch(biased.float().numpy(), input_ids.numpy(), **settings)
+        out = proc(input_ids, scores.clone())
+        assert out.dtype == dtype
+        for b, token in enumerate(want):
+            finite = torch.nonzero(torch.isfinite(out[b])).flatten().tolist()
+            assert finite == [token], (dtype, b)
+            assert out[b, token].item() == biased[b, token].item()

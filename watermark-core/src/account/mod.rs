@@ -21,4 +21,4 @@ pub use attribution::{detect_accounts, AccountAttribution, AccountOptions, Accou
 pub use audit::{AccountAudit, AccountAuditReport};
 pub use correction::{holm_sidak_ln, sidak_ln};
 pub use key::{parse_account_list, AccountKey, MAX_ACCOUNT_ID_BYTES};
-pub use signal::choose_by_exponential_minimum;
+pub use signal::{choose_by_exponential_minimum, draw_from_logits};

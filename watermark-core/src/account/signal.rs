@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::green::GreenList;
 use crate::hook::window;
 use crate::prf::LANES;
+use crate::sampler::{argmax, kept_candidates, Sampling};
 
 use super::key::AccountKey;
 
@@ -132,6 +133,43 @@ pub fn choose_by_exponential_minimum(
     Ok(best.map(|(_, t)| t))
 }
 
+/// The account's token from a whole logits row (already biased by the hook), with the engine's
+/// `sampling`: the candidates `WatermarkSampler` keeps (temperature, top-k, top-p), then
+/// [`choose_by_exponential_minimum`]. So an engine that samples itself can draw exactly what the
+/// sampler would draw with [`GreenList::with_account`], and force that token.
+///
+/// `Greedy` gives the argmax (it draws nothing, so it carries no account signal); `None` means
+/// too little context, and the engine draws with its own randomness. Entries past the
+/// vocabulary (a padded lm_head) are never drawn; a row shorter than the vocabulary, NaN, or
+/// every logit −inf is an error.
+pub fn draw_from_logits(
+    account: &AccountKey,
+    green: &GreenList,
+    context: &[u32],
+    logits: &[f32],
+    sampling: Sampling,
+) -> Result<Option<u32>> {
+    let vocab = green.vocab_size() as usize;
+    let row = logits.get(..vocab).ok_or(Error::RowTooShort {
+        len: logits.len(),
+        vocab_size: green.vocab_size(),
+    })?;
+    match sampling {
+        Sampling::Greedy => argmax(row).map(Some),
+        Sampling::Random {
+            temperature,
+            top_k,
+            top_p,
+        } => {
+            if window(green, context)?.is_none() {
+                return Ok(None);
+            }
+            let (ids, weights) = kept_candidates(row, temperature, top_k, top_p)?;
+            choose_by_exponential_minimum(account, green, context, &ids, &weights)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,6 +231,67 @@ mod tests {
             weights.reverse();
             assert_eq!(sorted, full);
         }
+    }
+
+    #[test]
+    fn the_row_draw_is_the_sampler_draw_with_the_account() {
+        // The sampler biases and draws; the row draw gets the biased row. Same token always.
+        let key = SecretKey::from_bytes([5; 32]);
+        let green = GreenList::new(&key, Scheme::default(), 1000).unwrap();
+        let account = AccountKey::derive(&key, "acct").unwrap();
+        let with_account = green.clone().with_account(account.clone());
+        let settings = [
+            (1.0, None, None),
+            (0.7, Some(40), None),
+            (1.3, None, Some(0.9)),
+        ];
+        for (temperature, top_k, top_p) in settings {
+            let sampling = Sampling::new(temperature, top_k, top_p).unwrap();
+            let mut sampler = crate::WatermarkSampler::new(Some(with_account.clone()), sampling, 3);
+            for c in 0..300u32 {
+                let context = [c % 1000, (c * 7 + 1) % 1000];
+                let logits: Vec<f32> = (0..1000u32)
+                    .map(|i| ((i * 7919 + c * 104_729) % 1000) as f32 / 150.0)
+                    .collect();
+                let mut biased = logits.clone();
+                crate::hook::apply_watermark(&green, &context, &mut biased).unwrap();
+                let drawn = draw_from_logits(&account, &green, &context, &biased, sampling);
+                let mut row = logits;
+                let sampled = sampler.sample(&context, &mut row).unwrap();
+                assert_eq!(drawn.unwrap(), Some(sampled), "{sampling:?} context {c}");
+            }
+        }
+    }
+
+    #[test]
+    fn row_draw_edges() {
+        let (green, account) = setup(Seeding::Previous);
+        let t1 = Sampling::new(1.0, None, None).unwrap();
+        // Padding past the vocabulary is never drawn, however large.
+        let mut row = vec![0.0f32; 1010];
+        row[1000..].fill(100.0);
+        for c in 0..200u32 {
+            let t = draw_from_logits(&account, &green, &[c, c + 1], &row, t1).unwrap();
+            assert!(t.unwrap() < 1000);
+        }
+        let mut peaked = vec![0.0f32; 1000];
+        peaked[17] = 5.0;
+        let greedy = Sampling::new(0.0, None, None).unwrap();
+        assert_eq!(
+            draw_from_logits(&account, &green, &[], &peaked, greedy).unwrap(),
+            Some(17)
+        );
+        assert_eq!(
+            draw_from_logits(&account, &green, &[1], &peaked, t1).unwrap(),
+            None
+        );
+        assert!(draw_from_logits(&account, &green, &[1, 2], &peaked[..999], t1).is_err());
+        assert!(draw_from_logits(&account, &green, &[1, 2000], &peaked, t1).is_err());
+        let mut nan = peaked.clone();
+        nan[3] = f32::NAN;
+        assert!(draw_from_logits(&account, &green, &[1, 2], &nan, t1).is_err());
+        let dead = vec![f32::NEG_INFINITY; 1000];
+        assert!(draw_from_logits(&account, &green, &[1, 2], &dead, t1).is_err());
     }
 
     #[test]
