@@ -447,3 +447,162 @@ fn reading_mode_over_an_api_on_a_vllm_profile() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Tokens that are one lowercase word after a space, and encode back to themselves alone: text
+/// made of them re-tokenizes to the same ids, so a watermark survives the API's text.
+fn word_tokens(tokenizer: &watermark_core::TextTokenizer, n: usize) -> Vec<u32> {
+    (0..49_152u32)
+        .filter(|&t| {
+            tokenizer.decode(&[t]).is_ok_and(|s| {
+                s.len() >= 4
+                    && s.starts_with(' ')
+                    && s[1..].bytes().all(|b| b.is_ascii_lowercase())
+                    && tokenizer.encode(&s).is_ok_and(|ids| ids == [t])
+            })
+        })
+        .take(n)
+        .collect()
+}
+
+/// Gumbel-max choice among `candidates` (a flat distribution), with vLLM's PRF under `key`.
+fn gumbel_words(key: u64, candidates: &[u32], length: usize, salt: u32) -> Vec<u32> {
+    let mut context = vec![PAD_TOKEN; 4];
+    let mut tokens = Vec::new();
+    for step in 0..length {
+        let score = |t: u32| {
+            let tilt = if (t ^ salt ^ step as u32) % 5 == 0 {
+                0.2
+            } else {
+                0.0
+            };
+            f64::from(uniform(key, &context, i64::from(t))).ln() / (1.0 + tilt)
+        };
+        let best = candidates
+            .iter()
+            .copied()
+            .max_by(|&a, &b| score(a).total_cmp(&score(b)))
+            .unwrap_or(0);
+        tokens.push(best);
+        context.remove(0);
+        context.push(i64::from(best));
+    }
+    tokens
+}
+
+/// A chat endpoint on 127.0.0.1 that answers "Question number N" with `answers[N]`.
+fn canned_endpoint(answers: Vec<String>) -> String {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/v1", listener.local_addr().expect("address"));
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+            let mut reader = BufReader::new(&stream);
+            let (mut length, mut line) = (0usize, String::new());
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line.trim() != "" {
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+                line.clear();
+            }
+            let mut request = vec![0; length];
+            let _ = reader.read_exact(&mut request);
+            let request = String::from_utf8_lossy(&request);
+            let n: usize = request
+                .split("Question number ")
+                .nth(1)
+                .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+                .and_then(|d| d.parse().ok())
+                .unwrap_or(0);
+            let body = serde_json::json!({
+                "model": "canned",
+                "choices": [{"index": 0, "finish_reason": "stop",
+                             "message": {"role": "assistant", "content": answers[n % answers.len()]}}]
+            })
+            .to_string();
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(reply.as_bytes());
+        }
+    });
+    url
+}
+
+/// A live closed-model audit (`--suspect-url --prompts --cache`) on a vLLM profile: answers
+/// written with the profile's key are flagged, others are not, and `audit --suspect CACHE`
+/// recomputes the same report offline.
+#[test]
+fn live_closed_audit_on_a_vllm_profile() {
+    let Some(model) = support::model_path() else {
+        return;
+    };
+    let dir = temp_dir("live-closed");
+    let (profile, _) = reading_setup(&dir, &model);
+    let profile = profile.to_str().unwrap();
+    let tokenizer =
+        watermark_core::TextTokenizer::from_file(&dir.join("tokenizer.json")).expect("tokenizer");
+    let words = word_tokens(&tokenizer, 300);
+    assert!(words.len() >= 100, "only {} word tokens", words.len());
+    let prompts = dir.join("prompts.jsonl");
+    let lines: String = (0..5)
+        .map(|i| format!("{{\"prompt\": \"Question number {i}\"}}\n"))
+        .collect();
+    std::fs::write(&prompts, lines).expect("prompts");
+    let text = |ids: Vec<u32>| tokenizer.decode(&ids).expect("decode");
+
+    for (name, key, flagged) in [
+        ("marked", FIXED_KEY, true),
+        ("plain", FIXED_KEY ^ 0xFF, false),
+    ] {
+        // Each answer draws from its own share of the words, so that answers differ.
+        let answers: Vec<String> = (0..5u32)
+            .map(|i| {
+                let share: Vec<u32> = words
+                    .iter()
+                    .copied()
+                    .skip(20 * i as usize)
+                    .take(150)
+                    .collect();
+                text(gumbel_words(key, &share, 40, i))
+            })
+            .collect();
+        let url = canned_endpoint(answers);
+        let cache = dir.join(format!("{name}.jsonl"));
+        let audit = |extra: &[&str]| {
+            let mut args = vec!["audit", "--profile", profile, "--json"];
+            args.extend_from_slice(extra);
+            let (code, out, err) = run(&args);
+            assert!(code == 0 || code == 3, "{code} {err}");
+            let report: Value = serde_json::from_str(out.trim()).expect("one JSON object");
+            report
+        };
+        let live = audit(&[
+            "--suspect-url",
+            &url,
+            "--prompts",
+            prompts.to_str().unwrap(),
+            "--cache",
+            cache.to_str().unwrap(),
+            "--rate",
+            "0",
+            "--fail-if-watermarked",
+        ]);
+        eprintln!("{name}: {live}");
+        assert_eq!(live["watermarked"], flagged, "{name}: {live}");
+        // 5 answers of 40 tokens, less the first 4 of each (partial contexts) and repeats.
+        assert!(live["scored"].as_u64().unwrap() > 100, "{name}: {live}");
+        if flagged {
+            assert!(live["log10_p_value"].as_f64().unwrap() < -6.0, "{live}");
+        }
+        let offline = audit(&["--suspect", cache.to_str().unwrap()]);
+        for field in ["scored", "score", "log10_p_value", "watermarked"] {
+            assert_eq!(
+                live[field], offline[field],
+                "{name}: {field}: {live} vs {offline}"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -223,7 +223,16 @@ pub fn run(args: &AuditArgs, out: &mut impl Write) -> Result<ExitStatus> {
         audit = audit.with_filter(filter)?;
     }
 
-    let live_cache = crate::endpoint::collect(&args.live, &session, &options)?;
+    let mut running = Audit::new(green.clone(), options.clone())?;
+    let live_cache = crate::endpoint::collect(
+        &args.live,
+        || tokenizer(&session),
+        |prompt, response| {
+            running.add_output(prompt, response)?;
+            let score = running.score();
+            Ok((score.scored, score.log10_p_value))
+        },
+    )?;
     let started = Instant::now();
     let mode = if let Some(suspect) = args.suspect.as_ref().or(live_cache.as_ref()) {
         each_answer(suspect, "auditing", |source, answer| {

@@ -278,8 +278,41 @@ pub fn audit(args: &AuditArgs, out: &mut impl Write) -> Result<ExitStatus> {
     }
     match &args.suspect {
         Some(suspect) => closed_audit(args, suspect, out),
+        None if args.live.prompts.is_some() => live_closed_audit(args, out),
         None => reading_audit(args, out),
     }
+}
+
+/// The scanner of a closed audit: a context scored once across the whole audit, and a token
+/// whose context occurs in its prompt (what the suspect read) not scored (vLLM's `all` scope,
+/// whatever scope the profile's generator used).
+fn closed_scanner(profile: &VllmProfile) -> Result<GumbelScanner> {
+    let mut profile = profile.clone();
+    profile.deduplicate_contexts = ContextScope::All;
+    Ok(profile.scanner()?)
+}
+
+/// `--suspect-url URL --prompts PROMPTS.jsonl --cache CACHE.jsonl`: the suspect's answers are
+/// collected into the cache (resuming from it), then audited from it exactly as
+/// `--suspect CACHE.jsonl` audits them, so the verdict can be recomputed offline.
+fn live_closed_audit(args: &AuditArgs, out: &mut impl Write) -> Result<ExitStatus> {
+    let setup = Setup::new(&args.profile, args.tokenizer.as_deref(), args.fpr, true)?;
+    let mut running = closed_scanner(&setup.profile)?;
+    let tokenizer = || {
+        setup
+            .tokenizer
+            .as_ref()
+            .context("a live audit needs the profile's tokenizer: pass --tokenizer FILE")
+    };
+    let collected = crate::endpoint::collect(&args.live, tokenizer, |prompt, response| {
+        running.add_document(prompt, response);
+        let score = running.finish();
+        Ok((score.scored, score.log10_p_value))
+    })?;
+    let Some(cache) = collected else {
+        bail!("a live closed-model audit needs --suspect-url, --prompts and --cache");
+    };
+    closed_audit(args, &cache, out)
 }
 
 /// `--suspect OUTPUTS.jsonl`: one pooled test over every answer. The audit's rules hold here
@@ -292,9 +325,7 @@ fn closed_audit(
     out: &mut impl Write,
 ) -> Result<ExitStatus> {
     let mut setup = Setup::new(&args.profile, args.tokenizer.as_deref(), args.fpr, false)?;
-    let mut profile = setup.profile.clone();
-    profile.deduplicate_contexts = ContextScope::All;
-    let mut scanner: GumbelScanner = profile.scanner()?;
+    let mut scanner = closed_scanner(&setup.profile)?;
     let (mut documents, mut tokens) = (0u64, 0u64);
     each_answer(suspect, "auditing", |_, answer| {
         if answer.needs_tokenizer() && setup.tokenizer.is_none() {
@@ -376,9 +407,8 @@ fn print_test(setup: &Setup, score: &GumbelScore, out: &mut impl Write) -> Resul
 fn reading_audit(args: &AuditArgs, out: &mut impl Write) -> Result<ExitStatus> {
     let Some(texts) = args.texts.as_ref() else {
         bail!(
-            "a live closed-model audit (--suspect-url with --prompts) is not available for \
-             {VLLM_SCHEME} profiles: collect the answers and give --suspect ANSWERS.jsonl, or give \
-             --texts OURS.jsonl for reading mode"
+            "give --suspect OUTPUTS.jsonl, --suspect-url URL with --prompts PROMPTS.jsonl, or \
+             --texts OURS.jsonl with --suspect-model or --suspect-url"
         );
     };
     let setup = Setup::new(&args.profile, args.tokenizer.as_deref(), args.fpr, true)?;

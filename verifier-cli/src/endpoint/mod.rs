@@ -15,9 +15,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use watermark_core::{Audit, AuditOptions, ProfileSession, TextTokenizer};
+use watermark_core::TextTokenizer;
 
-use crate::commands::tokenizer;
 use crate::input::{Input, IoWording, Record};
 use crate::progress::LiveProgress;
 use cache::{AnswerCache, CachedAnswer};
@@ -105,10 +104,13 @@ fn rate(s: &str) -> Result<f64, String> {
 
 /// When a live audit is asked for: asks the endpoint every question the cache does not answer
 /// yet, appending each answer to the cache, and returns the cache's path for the audit to read.
-pub fn collect(
+///
+/// `running` scores each answer (prompt and response ids, encoded by `tokenizer`) as it comes,
+/// for the progress line, and says where the audit stands: (scored tokens, log10 p).
+pub fn collect<'t>(
     args: &LiveArgs,
-    session: &ProfileSession,
-    options: &AuditOptions,
+    tokenizer: impl FnOnce() -> Result<&'t TextTokenizer>,
+    running: impl FnMut(&[u32], &[u32]) -> Result<(u64, f64)>,
 ) -> Result<Option<PathBuf>> {
     let (Some(url), Some(prompts_path), Some(cache_path)) =
         (&args.suspect_url, &args.prompts, &args.cache)
@@ -135,8 +137,8 @@ pub fn collect(
         endpoint: cache::public_url(client.url()),
         params,
         model: None,
-        audit: Audit::new(session.green_list().clone(), options.clone())?,
-        tokenizer: tokenizer(session)?,
+        running,
+        tokenizer: tokenizer()?,
         progress: LiveProgress::new(queries),
     };
     let mut jobs = Vec::new();
@@ -215,18 +217,18 @@ fn read_prompts(path: &Path) -> Result<Vec<String>> {
 
 /// A live collection under way: the cache's answers so far, scored as they come for the
 /// progress line (the report itself is computed from the cache afterwards).
-struct Collection<'a> {
+struct Collection<'a, F> {
     cache_path: &'a Path,
     endpoint: String,
     params: RequestParams,
     /// The model the server says answers, once known: a cache holds one model's answers.
     model: Option<String>,
-    audit: Audit,
+    running: F,
     tokenizer: &'a TextTokenizer,
     progress: LiveProgress,
 }
 
-impl Collection<'_> {
+impl<F: FnMut(&[u32], &[u32]) -> Result<(u64, f64)>> Collection<'_, F> {
     /// Takes a cached answer to `prompt`, which must be the question the cache answered.
     fn resume(&mut self, answer: &CachedAnswer, prompt: &str) -> Result<()> {
         if answer.prompt != prompt {
@@ -278,9 +280,8 @@ impl Collection<'_> {
         };
         let prompt = encode(prompt, prompt.trim().is_empty())?;
         let response = encode(response, response.is_empty())?;
-        self.audit.add_output(&prompt, &response)?;
-        let score = self.audit.score();
-        self.progress.show(score.scored, score.log10_p_value);
+        let (scored, log10_p) = (self.running)(&prompt, &response)?;
+        self.progress.show(scored, log10_p);
         Ok(())
     }
 }
