@@ -1,28 +1,46 @@
-//! Quantized matrices: the file's format kept, or re-quantized (and padded to pick candle's
-//! kernel), and sets of matrices fused into one matmul.
+//! Quantized matrices: the file's Q4_1/Q8_0 run by tracemark's own kernel ([`super::packed`]),
+//! or any format run by candle (kept, or re-quantized and padded to pick candle's kernel), and
+//! sets of matrices fused into one matmul.
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{bail, Device, Module, Result as CResult, Tensor, D};
 
-/// A quantized matrix, possibly stored with zero columns appended (see [`stored_width`]); the
-/// input is padded with zeros to match, which leaves the products unchanged.
+use super::packed::PackedMatrix;
+
+/// A quantized matrix and the kernel that runs it.
 #[derive(Debug)]
-pub(super) struct Linear {
-    mm: QMatMul,
-    /// Zero columns appended to the weight (and to the input).
-    pad: usize,
+pub(super) enum Linear {
+    /// The file's Q4_1 or Q8_0 weights, repacked for tracemark's kernel.
+    Packed(PackedMatrix),
+    /// candle's `QMatMul`, possibly stored with zero columns appended (see [`stored_width`]);
+    /// the input is padded with zeros to match, which leaves the products unchanged.
+    Candle {
+        mm: QMatMul,
+        /// Zero columns appended to the weight (and to the input).
+        pad: usize,
+    },
 }
 
 impl Linear {
-    /// The matrix as read, in its own format.
+    /// The matrix as read, in its own format: tracemark's kernel for Q4_1 and Q8_0, candle's
+    /// for the others.
     pub(super) fn keep(t: QTensor) -> CResult<Self> {
-        Ok(Self {
+        match PackedMatrix::from_qtensor(&t)? {
+            Some(m) => Ok(Linear::Packed(m)),
+            None => Self::candle(t),
+        }
+    }
+
+    /// The matrix as read, run by candle.
+    fn candle(t: QTensor) -> CResult<Self> {
+        Ok(Linear::Candle {
             mm: QMatMul::from_qtensor(t)?,
             pad: 0,
         })
     }
 
-    /// The f32 matrix `w` (out, in) quantized to `dtype`, padded as `repacked` asks.
+    /// The f32 matrix `w` (out, in) quantized to `dtype` for candle's kernels, padded as
+    /// `repacked` asks.
     pub(super) fn quantize(w: &Tensor, dtype: GgmlDType, repacked: bool) -> CResult<Self> {
         let (n, k) = w.dims2()?;
         let pad = stored_width(dtype, n, k, repacked) - k;
@@ -30,14 +48,14 @@ impl Linear {
             0 => QTensor::quantize(w, dtype)?,
             _ => QTensor::quantize(&w.pad_with_zeros(1, 0, pad)?, dtype)?,
         };
-        Ok(Self {
+        Ok(Linear::Candle {
             mm: QMatMul::from_qtensor(q)?,
             pad,
         })
     }
 
-    /// `t` converted to `dtype` through f32 (kept as is when `None`, or when it already is
-    /// `dtype` and needs no padding).
+    /// `t` converted to `dtype` through f32 for candle's kernels (kept as is when it already is
+    /// `dtype` and needs no padding); `None` keeps the file's format ([`Linear::keep`]).
     pub(super) fn convert(
         t: QTensor,
         dtype: Option<GgmlDType>,
@@ -48,7 +66,7 @@ impl Linear {
             Some(dtype) => {
                 let (n, k) = t.shape().dims2()?;
                 if dtype == t.dtype() && stored_width(dtype, n, k, repacked) == k {
-                    return Self::keep(t);
+                    return Self::candle(t);
                 }
                 Self::quantize(&t.dequantize(dev)?, dtype, repacked)
             }
@@ -57,9 +75,22 @@ impl Linear {
     }
 
     pub(super) fn forward(&self, x: &Tensor) -> CResult<Tensor> {
-        match self.pad {
-            0 => self.mm.forward(x),
-            pad => self.mm.forward(&x.pad_with_zeros(D::Minus1, 0, pad)?),
+        match self {
+            Linear::Packed(m) => {
+                let dims = x.dims();
+                let Some((&k, lead)) = dims.split_last() else {
+                    bail!("matmul of a scalar");
+                };
+                if k != m.cols() {
+                    bail!("matmul: input width {k}, matrix width {}", m.cols());
+                }
+                let y = m.matmul(&x.flatten_all()?.to_vec1::<f32>()?);
+                let mut shape = lead.to_vec();
+                shape.push(m.rows());
+                Tensor::from_vec(y, shape, x.device())
+            }
+            Linear::Candle { mm, pad: 0 } => mm.forward(x),
+            Linear::Candle { mm, pad } => mm.forward(&x.pad_with_zeros(D::Minus1, 0, *pad)?),
         }
     }
 }
@@ -110,7 +141,7 @@ fn vnni() -> bool {
 pub(super) enum Proj {
     /// One matrix whose output rows are the parts, in order, with these widths.
     Fused(Linear, Vec<usize>),
-    /// Separate matrices (the file's quantization is kept).
+    /// Separate matrices (the file's quantization is kept, in a format candle runs).
     Split(Vec<Linear>),
 }
 
@@ -141,7 +172,8 @@ pub(super) fn check_matrix(t: &QTensor, rows: usize, cols: usize, name: &str) ->
 
 /// Matrices sharing one input. When re-quantizing they are stacked row-wise into one matrix
 /// before quantization (exact: quantization blocks never cross rows); when the file's format is
-/// kept they stay separate, so the weights are bit-for-bit the file's.
+/// kept, the weights stay bit-for-bit the file's: stacked when tracemark's kernel runs them all
+/// in one format, else separate.
 pub(super) fn proj(
     mats: Vec<QTensor>,
     dtype: Option<GgmlDType>,
@@ -163,8 +195,21 @@ pub(super) fn proj(
                 sizes,
             ))
         }
-        None => Ok(Proj::Split(
-            mats.into_iter().map(Linear::keep).collect::<CResult<_>>()?,
-        )),
+        None => {
+            let sizes = mats.iter().map(|m| m.shape().dims2().map(|(n, _)| n));
+            let sizes = sizes.collect::<CResult<Vec<usize>>>()?;
+            let linears = mats.into_iter().map(Linear::keep).collect::<CResult<Vec<_>>>()?;
+            if !linears.iter().all(|l| matches!(l, Linear::Packed(_))) {
+                return Ok(Proj::Split(linears));
+            }
+            let packed = linears.into_iter().filter_map(|l| match l {
+                Linear::Packed(m) => Some(m),
+                Linear::Candle { .. } => None,
+            });
+            match PackedMatrix::stack(packed.collect()) {
+                Ok(all) => Ok(Proj::Fused(Linear::Packed(all), sizes)),
+                Err(parts) => Ok(Proj::Split(parts.into_iter().map(Linear::Packed).collect())),
+            }
+        }
     }
 }

@@ -14,7 +14,8 @@
 //! "NORM" rope, candle's `rope_i`), not to the halves `(i, i + d/2)` of the Hugging Face layout.
 //!
 //! Everything runs on the CPU in f32 activations; the matrices stay quantized and go through
-//! candle's `QMatMul`, whose results for a row do not depend on the other rows. Attention (RoPE,
+//! tracemark's kernel or candle's `QMatMul`, whose results for a row do not depend on the other
+//! rows. Attention (RoPE,
 //! scores, softmax, weighted sum) is computed here in plain Rust, one query row at a time with a
 //! fixed summation order, instead of with candle's batched float matmuls, whose rounding depends
 //! on the shapes. This matters more than it seems: `QMatMul` quantizes its input activations, so a
@@ -23,14 +24,18 @@
 //! bit-for-bit the same from [`Llama::forward_all`], from [`Llama::prefill`] + [`Llama::step`],
 //! alone or in a padded batch (for a given [`LoadOptions`]).
 //!
-//! By default every matrix is re-quantized to Q8_0 at load time, because candle has no SIMD
-//! kernel for the file's Q4_1: Q8_0 runs about 3.4x faster and is about as faithful to the file's
-//! weights (see [`LoadOptions`]). [`LoadOptions::requantize`] `= None` keeps the file's
-//! quantization (the tests compare it with candle-transformers).
+//! By default the file's Q4_1 and Q8_0 matrices are kept bit for bit and run by tracemark's own
+//! kernel (module `packed`: activations quantized per 32 values as llama.cpp does, integer dot
+//! products with AVX512-VNNI), which is both faster and more faithful than candle's kernels at
+//! batch 1. [`LoadOptions::requantize`] selects candle's kernels instead (`Some(Q8_0)`: the
+//! default before, `Some(F32)`: the exact reference).
 
 mod attention;
 mod config;
 mod linear;
+mod packed;
+#[cfg(target_arch = "x86_64")]
+mod packed_x86;
 
 use std::path::Path;
 
@@ -47,14 +52,19 @@ use linear::{check_matrix, proj, Linear, Proj};
 /// How to load the weights.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadOptions {
-    /// Re-quantize every matrix to this format at load time (`None`: keep the file's format).
+    /// Re-quantize every matrix to this format at load time and run it with candle's kernels
+    /// (`None`, the default: keep the file's format).
     ///
-    /// Defaults to `Some(GgmlDType::Q8_0)`: candle's CPU kernels for Q8_0 are SIMD, those for
-    /// Q4_1 are not, and Q8_0 is nearly lossless relative to the file's 4-bit weights.
+    /// With `None`, Q4_1 and Q8_0 matrices (all of SmolLM2's) run on tracemark's own kernel:
+    /// the file's weights exactly, activations quantized per 32 values like llama.cpp's, and
+    /// about as fast as llama.cpp at batch 1 (see README, "Generation speed"); other formats run
+    /// on candle's. `Some(GgmlDType::Q8_0)` was the default before (candle's per-32 kernel on
+    /// weights re-quantized from the file's Q4_1: slower, and as faithful);
     /// `Some(GgmlDType::F32)` runs the file's weights exactly, unquantized (slow, for reference).
     pub requantize: Option<GgmlDType>,
     /// Use candle's fastest Q8_0 kernel for every matrix, at some cost in fidelity (default:
-    /// `false`). Only matters for Q8_0 on x86 CPUs with VNNI (AVX-VNNI or AVX512-VNNI).
+    /// `false`). Re-quantizes to Q8_0 when `requantize` is `None`; only matters for Q8_0 on x86
+    /// CPUs with VNNI (AVX-VNNI or AVX512-VNNI).
     ///
     /// That kernel quantizes the *activations* with one scale per 256 values instead of per 32,
     /// and SmolLM2's hidden states have outlier channels: measured on 1,028 positions of human
@@ -69,8 +79,18 @@ pub struct LoadOptions {
 impl Default for LoadOptions {
     fn default() -> Self {
         Self {
-            requantize: Some(GgmlDType::Q8_0),
+            requantize: None,
             fast_matmul: false,
+        }
+    }
+}
+
+impl LoadOptions {
+    /// The format candle's kernels get: `fast_matmul` needs Q8_0.
+    fn candle_format(&self) -> Option<GgmlDType> {
+        match (self.requantize, self.fast_matmul) {
+            (None, true) => Some(GgmlDType::Q8_0),
+            (dtype, _) => dtype,
         }
     }
 }
@@ -142,14 +162,15 @@ impl Llama {
         let vocab_size = config.vocab_size;
         let norm = RmsNorm::from_qtensor(read("output_norm.weight")?, rms_eps)?;
         let fast = options.fast_matmul;
+        let requantize = options.candle_format();
         let output = match ct.tensor_infos.contains_key("output.weight") {
             true => {
                 let output = read("output.weight")?;
                 check_matrix(&output, vocab_size, hidden, "output")?;
-                Linear::convert(output, options.requantize, fast, &device)?
+                Linear::convert(output, requantize, fast, &device)?
             }
             // Tied embeddings: quantize the already dequantized copy rather than read it twice.
-            false => match options.requantize {
+            false => match requantize {
                 Some(dtype) => Linear::quantize(&embed, dtype, fast)?,
                 None => Linear::keep(token_embd)?,
             },
@@ -181,13 +202,13 @@ impl Llama {
             let ffn_norm = RmsNorm::from_qtensor(read(&format!("{p}.ffn_norm.weight"))?, rms_eps)?;
             blocks.push(Block {
                 attn_norm,
-                qkv: proj(vec![wq, wk, wv], options.requantize, fast, &device)?,
+                qkv: proj(vec![wq, wk, wv], requantize, fast, &device)?,
                 // The attention output has no outlier channels: the fast kernel costs nothing
                 // measurable there (top-1 and KL unchanged), so it is always used.
-                wo: Linear::convert(wo, options.requantize, true, &device)?,
+                wo: Linear::convert(wo, requantize, true, &device)?,
                 ffn_norm,
-                gate_up: proj(vec![gate, up], options.requantize, fast, &device)?,
-                down: Linear::convert(down, options.requantize, fast, &device)?,
+                gate_up: proj(vec![gate, up], requantize, fast, &device)?,
+                down: Linear::convert(down, requantize, fast, &device)?,
             });
         }
 
