@@ -74,23 +74,24 @@ impl Linear {
         }
     }
 
-    pub(super) fn forward(&self, x: &Tensor) -> CResult<Tensor> {
+    /// `x @ W^T` for `rows` rows of input (row-major); returns `rows` rows of output.
+    pub(super) fn forward(&self, x: &[f32], rows: usize) -> CResult<Vec<f32>> {
         match self {
             Linear::Packed(m) => {
-                let dims = x.dims();
-                let Some((&k, lead)) = dims.split_last() else {
-                    bail!("matmul of a scalar");
-                };
-                if k != m.cols() {
-                    bail!("matmul: input width {k}, matrix width {}", m.cols());
+                if x.len() != rows * m.cols() {
+                    bail!("matmul: {} values for {rows} rows of {}", x.len(), m.cols());
                 }
-                let y = m.matmul(&x.flatten_all()?.to_vec1::<f32>()?);
-                let mut shape = lead.to_vec();
-                shape.push(m.rows());
-                Tensor::from_vec(y, shape, x.device())
+                Ok(m.matmul(x))
             }
-            Linear::Candle { mm, pad: 0 } => mm.forward(x),
-            Linear::Candle { mm, pad } => mm.forward(&x.pad_with_zeros(D::Minus1, 0, *pad)?),
+            Linear::Candle { mm, pad } => {
+                let k = x.len() / rows.max(1);
+                let x = Tensor::from_slice(x, (rows, k), &Device::Cpu)?;
+                let y = match pad {
+                    0 => mm.forward(&x)?,
+                    pad => mm.forward(&x.pad_with_zeros(D::Minus1, 0, *pad)?)?,
+                };
+                y.flatten_all()?.to_vec1::<f32>()
+            }
         }
     }
 }
@@ -146,19 +147,24 @@ pub(super) enum Proj {
 }
 
 impl Proj {
-    pub(super) fn forward(&self, x: &Tensor) -> CResult<Vec<Tensor>> {
+    /// Each part's output for `rows` rows of input, `rows` rows each.
+    pub(super) fn forward(&self, x: &[f32], rows: usize) -> CResult<Vec<Vec<f32>>> {
         match self {
             Proj::Fused(mm, sizes) => {
-                let y = mm.forward(x)?;
-                let mut parts = Vec::with_capacity(sizes.len());
-                let mut start = 0;
-                for &size in sizes {
-                    parts.push(y.narrow(D::Minus1, start, size)?);
-                    start += size;
+                let y = mm.forward(x, rows)?;
+                let width: usize = sizes.iter().sum();
+                let mut parts: Vec<Vec<f32>> =
+                    sizes.iter().map(|s| Vec::with_capacity(s * rows)).collect();
+                for row in y.chunks_exact(width) {
+                    let mut start = 0;
+                    for (part, &size) in parts.iter_mut().zip(sizes) {
+                        part.extend_from_slice(&row[start..start + size]);
+                        start += size;
+                    }
                 }
                 Ok(parts)
             }
-            Proj::Split(mms) => mms.iter().map(|mm| mm.forward(x)).collect(),
+            Proj::Split(mms) => mms.iter().map(|mm| mm.forward(x, rows)).collect(),
         }
     }
 }
@@ -198,7 +204,10 @@ pub(super) fn proj(
         None => {
             let sizes = mats.iter().map(|m| m.shape().dims2().map(|(n, _)| n));
             let sizes = sizes.collect::<CResult<Vec<usize>>>()?;
-            let linears = mats.into_iter().map(Linear::keep).collect::<CResult<Vec<_>>>()?;
+            let linears = mats
+                .into_iter()
+                .map(Linear::keep)
+                .collect::<CResult<Vec<_>>>()?;
             if !linears.iter().all(|l| matches!(l, Linear::Packed(_))) {
                 return Ok(Proj::Split(linears));
             }

@@ -33,6 +33,7 @@
 mod attention;
 mod config;
 mod linear;
+mod norm;
 mod packed;
 #[cfg(target_arch = "x86_64")]
 mod packed_x86;
@@ -40,14 +41,14 @@ mod packed_x86;
 use std::path::Path;
 
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
-use candle_core::{bail, Device, Module, Result as CResult, Tensor};
-use candle_transformers::quantized_nn::RmsNorm;
+use candle_core::{bail, Device, Result as CResult, Tensor};
 
 use crate::{Error, Result};
 pub use attention::Session;
 use attention::{attend, rope, rope_tables, AttnShape, KvCache, CACHE_CHUNK};
 pub use config::LlamaConfig;
 use linear::{check_matrix, proj, Linear, Proj};
+use norm::{add_assign, swiglu, RmsNorm};
 
 /// How to load the weights.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,7 +116,7 @@ struct Block {
 pub struct Llama {
     config: LlamaConfig,
     /// (vocab, hidden) f32: dequantized once, the lookup is a row gather.
-    embed: Tensor,
+    embed: Vec<f32>,
     blocks: Vec<Block>,
     norm: RmsNorm,
     output: Linear,
@@ -215,7 +216,7 @@ impl Llama {
         let (cos, sin) = rope_tables(head_dim, rope_theta, context_length);
         Ok(Self {
             config,
-            embed,
+            embed: embed.flatten_all()?.to_vec1::<f32>()?,
             blocks,
             norm,
             output,
@@ -244,7 +245,7 @@ impl Llama {
         self.check_length(t)?;
         let mut kv = self.new_session(vec![0], t);
         let h = self.run(tokens, t, &mut kv)?;
-        finite(self.output.forward(&h.squeeze(0)?)?)
+        finite(self.logits(&h)?)
     }
 
     /// Starts batched generation: runs the prompts through the model, fills a KV cache, and
@@ -275,8 +276,13 @@ impl Llama {
         let capacity = (t + CACHE_CHUNK).min(self.config.context_length);
         let mut session = self.new_session(pads, capacity);
         let h = self.run(&tokens, t, &mut session)?;
-        let last = h.narrow(1, t - 1, 1)?.squeeze(1)?.contiguous()?;
-        Ok((session, finite(self.output.forward(&last)?)?))
+        let hidden = self.config.hidden;
+        let last: Vec<f32> = h
+            .chunks_exact(t * hidden)
+            .flat_map(|rows| &rows[(t - 1) * hidden..])
+            .copied()
+            .collect();
+        Ok((session, finite(self.logits(&last)?)?))
     }
 
     /// Appends one token to every sequence of the session and returns the logits `(B, vocab)`
@@ -309,7 +315,7 @@ impl Llama {
         self.check_length(session.len - fewest_pads.min(session.len) + 1)?;
         session.reserve(session.len + 1, cfg.context_length + most_pads);
         let h = self.run(next, 1, session)?;
-        finite(self.output.forward(&h.squeeze(1)?)?)
+        finite(self.logits(&h)?)
     }
 
     fn new_session(&self, pads: Vec<usize>, capacity: usize) -> Session {
@@ -352,26 +358,33 @@ impl Llama {
         }
     }
 
+    /// The output matrix applied to rows of final hidden states: `(rows, vocab)`.
+    fn logits(&self, h: &[f32]) -> CResult<Tensor> {
+        let rows = h.len() / self.config.hidden;
+        let logits = self.output.forward(h, rows)?;
+        Tensor::from_vec(logits, (rows, self.config.vocab_size), &self.device)
+    }
+
     /// Runs the blocks on `(B, T)` tokens (row-major in `tokens`, `B = session.batch`) appended
-    /// at column `session.len`, and returns the final-normed hidden states `(B, T, hidden)`.
-    /// The session's keys and values are extended and `session.len` advanced by `T`; the caller
-    /// has made room for them.
-    fn run(&self, tokens: &[u32], t: usize, session: &mut Session) -> CResult<Tensor> {
+    /// at column `session.len`, and returns the final-normed hidden states `(B, T, hidden)`,
+    /// row-major. The session's keys and values are extended and `session.len` advanced by `T`;
+    /// the caller has made room for them.
+    fn run(&self, tokens: &[u32], t: usize, session: &mut Session) -> CResult<Vec<f32>> {
         let cfg = &self.config;
         let (nh, nkv, hd) = (cfg.heads, cfg.kv_heads, cfg.head_dim);
         let b = session.batch;
         let start = session.len;
+        let rows = b * t;
         // Each row's RoPE position counts from its sequence's first real token.
         let positions: Vec<usize> = session
             .pads
             .iter()
             .flat_map(|&pad| (start..start + t).map(move |col| col.saturating_sub(pad)))
             .collect();
-        let ids = Tensor::new(tokens, &self.device)?;
-        let mut x = self
-            .embed
-            .index_select(&ids, 0)?
-            .reshape((b, t, cfg.hidden))?;
+        let mut x = Vec::with_capacity(rows * cfg.hidden);
+        for &id in tokens {
+            x.extend_from_slice(&self.embed[id as usize * cfg.hidden..][..cfg.hidden]);
+        }
         let shape = AttnShape {
             batch: b,
             rows: t,
@@ -382,24 +395,19 @@ impl Llama {
             capacity: session.capacity,
         };
         for (block, cache) in self.blocks.iter().zip(&mut session.layers) {
-            let h = block.attn_norm.forward(&x)?;
-            let [q, k, v] = three(block.qkv.forward(&h)?)?;
-            let mut q = q.flatten_all()?.to_vec1::<f32>()?;
-            let mut k = k.flatten_all()?.to_vec1::<f32>()?;
-            let v = v.flatten_all()?.to_vec1::<f32>()?;
+            let h = block.attn_norm.forward(&x);
+            let [mut q, mut k, v] = three(block.qkv.forward(&h, rows)?)?;
             rope(&mut q, hd, &positions, &self.cos, &self.sin);
             rope(&mut k, hd, &positions, &self.cos, &self.sin);
             cache.write(&k, &v, &shape);
             let y = attend(&q, cache, &session.pads, &shape);
-            let y = Tensor::from_vec(y, (b, t, nh * hd), &self.device)?;
-            x = (x + block.wo.forward(&y)?)?;
-            let h = block.ffn_norm.forward(&x)?;
-            let [gate, up] = two(block.gate_up.forward(&h)?)?;
-            let act = (gate.silu()? * up)?;
-            x = (x + block.down.forward(&act)?)?;
+            add_assign(&mut x, &block.wo.forward(&y, rows)?);
+            let h = block.ffn_norm.forward(&x);
+            let [gate, up] = two(block.gate_up.forward(&h, rows)?)?;
+            add_assign(&mut x, &block.down.forward(&swiglu(&gate, &up), rows)?);
         }
         session.len += t;
-        self.norm.forward(&x)
+        Ok(self.norm.forward(&x))
     }
 }
 
@@ -425,15 +433,15 @@ fn finite(logits: Tensor) -> Result<Tensor> {
     }
 }
 
-fn three(parts: Vec<Tensor>) -> CResult<[Tensor; 3]> {
-    match <[Tensor; 3]>::try_from(parts) {
+fn three(parts: Vec<Vec<f32>>) -> CResult<[Vec<f32>; 3]> {
+    match <[Vec<f32>; 3]>::try_from(parts) {
         Ok(a) => Ok(a),
         Err(v) => bail!("expected 3 projections, got {}", v.len()),
     }
 }
 
-fn two(parts: Vec<Tensor>) -> CResult<[Tensor; 2]> {
-    match <[Tensor; 2]>::try_from(parts) {
+fn two(parts: Vec<Vec<f32>>) -> CResult<[Vec<f32>; 2]> {
+    match <[Vec<f32>; 2]>::try_from(parts) {
         Ok(a) => Ok(a),
         Err(v) => bail!("expected 2 projections, got {}", v.len()),
     }

@@ -22,7 +22,6 @@ use std::sync::Mutex;
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{bail, Result as CResult};
 
-
 /// Values per quantization block.
 const BLOCK: usize = 32;
 /// Values per pair of blocks (one 512-bit dot product).
@@ -241,8 +240,10 @@ impl PackedMatrix {
         let simd = kernel_available();
         // Computed transposed, (rows, m), so that each task owns a contiguous slice.
         let mut out_t = vec![0f32; self.rows * m];
-        let slots: Vec<Mutex<&mut [f32]>> =
-            out_t.chunks_mut(ROWS_PER_TASK * m).map(Mutex::new).collect();
+        let slots: Vec<Mutex<&mut [f32]>> = out_t
+            .chunks_mut(ROWS_PER_TASK * m)
+            .map(Mutex::new)
+            .collect();
         let task = |t: usize| {
             let Ok(mut slot) = slots[t].lock() else {
                 return;

@@ -25,7 +25,9 @@ fn quantized(rows: usize, cols: usize, dtype: GgmlDType, seed: u64) -> QTensor {
 }
 
 fn packed(q: &QTensor) -> PackedMatrix {
-    PackedMatrix::from_qtensor(q).unwrap().expect("a format the kernel runs")
+    PackedMatrix::from_qtensor(q)
+        .unwrap()
+        .expect("a format the kernel runs")
 }
 
 /// Row `r`'s weights as stored, back to f32 (`d * u + m`, or `d * (u - 128)`).
@@ -79,10 +81,18 @@ fn packing_keeps_the_weights() {
     for &dtype in FORMATS {
         for &(rows, cols) in SHAPES {
             let q = quantized(rows, cols, dtype, 3);
-            let want = q.dequantize(&Device::Cpu).unwrap().to_vec2::<f32>().unwrap();
+            let want = q
+                .dequantize(&Device::Cpu)
+                .unwrap()
+                .to_vec2::<f32>()
+                .unwrap();
             let m = packed(&q);
             for (r, want) in want.iter().enumerate() {
-                assert_eq!(&dequantize_row(&m, r), want, "{dtype:?} ({rows}, {cols}) row {r}");
+                assert_eq!(
+                    &dequantize_row(&m, r),
+                    want,
+                    "{dtype:?} ({rows}, {cols}) row {r}"
+                );
             }
         }
     }
@@ -105,7 +115,11 @@ fn simd_equals_scalar() {
                     let (w, a) = (m.row(r), acts.row(i));
                     let scalar = dot_scalar(&w, &a);
                     let simd = dot(&w, &a, true);
-                    assert_eq!(simd.to_bits(), scalar.to_bits(), "{dtype:?} ({rows}, {cols})");
+                    assert_eq!(
+                        simd.to_bits(),
+                        scalar.to_bits(),
+                        "{dtype:?} ({rows}, {cols})"
+                    );
                 }
             }
         }
@@ -120,7 +134,11 @@ fn matmul_error_is_bounded_by_the_activation_rounding() {
     for &dtype in FORMATS {
         for &(rows, cols) in SHAPES {
             let q = quantized(rows, cols, dtype, 7);
-            let w = q.dequantize(&Device::Cpu).unwrap().to_vec2::<f32>().unwrap();
+            let w = q
+                .dequantize(&Device::Cpu)
+                .unwrap()
+                .to_vec2::<f32>()
+                .unwrap();
             let m = packed(&q);
             let x = values(2 * cols, 13);
             let y = m.matmul(&x);
