@@ -26,6 +26,7 @@ from pathlib import Path
 
 TOKENS = int(os.environ.get("BENCH_TOKENS", "64"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+FIDELITY_TEXTS = os.environ.get("BENCH_FIDELITY_TEXTS", "16")
 THREADS = 2
 PROMPTS = [f"Write a few sentences about the number {i}." for i in range(4)]
 KERNELS = [
@@ -98,29 +99,29 @@ def llama_cpp_fidelity(model: str, dump: Path) -> tuple[float, float, int]:
     texts = json.loads((dump / "tokens.json").read_text())
     llm = Llama(model_path=model, n_threads=THREADS, n_threads_batch=THREADS, n_ctx=1024,
                 n_batch=1024, logits_all=True, verbose=False, seed=1)
-    reference = np.fromfile(dump / "reference.f32", dtype="<f4").reshape(-1, llm.n_vocab())
-    rows = []
-    for text in texts:
-        llm.reset()
-        llm.eval(text)
-        rows.append(np.array(llm.scores[: len(text)], dtype=np.float64))
-    ours = np.concatenate(rows)
-    if ours.shape != reference.shape:
-        sys.exit(f"error: llama.cpp logits {ours.shape}, reference {reference.shape}")
+    reference = np.memmap(dump / "reference.f32", dtype="<f4", mode="r").reshape(-1, llm.n_vocab())
+    if reference.shape[0] != sum(len(text) for text in texts):
+        sys.exit(f"error: {reference.shape[0]} reference rows for {sum(map(len, texts))} tokens")
 
     def log_softmax(x: np.ndarray) -> np.ndarray:
         x = x - x.max(axis=1, keepdims=True)
         return x - np.log(np.exp(x).sum(axis=1, keepdims=True))
 
-    ref = log_softmax(reference.astype(np.float64))
-    agree = float((ref.argmax(axis=1) == ours.argmax(axis=1)).mean())
-    kl = float((np.exp(ref) * (ref - log_softmax(ours))).sum(axis=1).mean())
-    return agree, kl, len(ref)
+    agree, kl, start = 0, 0.0, 0
+    for text in texts:
+        llm.reset()
+        llm.eval(text)
+        ours = log_softmax(np.array(llm.scores[: len(text)], dtype=np.float64))
+        ref = log_softmax(np.asarray(reference[start : start + len(text)], dtype=np.float64))
+        start += len(text)
+        agree += int((ref.argmax(axis=1) == ours.argmax(axis=1)).sum())
+        kl += float((np.exp(ref) * (ref - ours)).sum())
+    return agree / start, kl / start, start
 
 
 def fidelity(model: str, fidelity_example: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="tracemark-fidelity-") as tmp:
-        out = subprocess.run([str(fidelity_example), "--dump", tmp], check=True,
+        out = subprocess.run([str(fidelity_example), "--texts", FIDELITY_TEXTS, "--dump", tmp], check=True,
                              capture_output=True, text=True).stdout
         agree, kl, n = llama_cpp_fidelity(model, Path(tmp))
     lines = out.rstrip("\n").split("\n")
@@ -128,6 +129,17 @@ def fidelity(model: str, fidelity_example: Path) -> None:
     print(f"| llama.cpp (the file's Q4_1, activations per 32 as Q8_1) | {agree * 100:.1f}% | {kl:.4f} |")
     if not lines[0].startswith(f"fidelity against the f32 weights, {n} positions"):
         sys.exit(f"error: {n} llama.cpp positions, but fidelity_bench printed: {lines[0]}")
+    default = re.search(r"^\| tracemark kernel \(default[^|]*\| ([0-9.]+)% \| ([0-9.]+) \|", out, re.M)
+    if default is None:
+        sys.exit(f"error: no default kernel line in:\n{out}")
+    ours_agree, ours_kl = float(default.group(1)) / 100, float(default.group(2))
+    # Equal fidelity: top-1 agreement within one standard error of a proportion over n
+    # positions, and a mean KL no larger (to the printed precision).
+    tolerance = (agree * (1 - agree) / n) ** 0.5
+    equal = ours_agree >= agree - tolerance and ours_kl <= round(kl, 4)
+    print(f"tracemark's default is {'at least as' if equal else 'LESS'} faithful as llama.cpp "
+          f"(top-1 {ours_agree * 100:.1f}% vs {agree * 100:.1f}%, tolerance {tolerance * 100:.1f} points; "
+          f"KL {ours_kl:.4f} vs {kl:.4f})")
 
 
 def main() -> None:

@@ -22,12 +22,21 @@ pub(super) enum Linear {
 }
 
 impl Linear {
-    /// The matrix as read, in its own format: tracemark's kernel for Q4_1 and Q8_0, candle's
-    /// for the others.
+    /// The matrix for tracemark's kernel: the file's Q4_1 or Q8_0 as they are, any other format
+    /// quantized to Q8_0 (so a matrix stored in f32 runs exactly as the same one stored in Q8_0
+    /// by candle's quantizer). A width that is not a multiple of 32 is left to candle as is.
     pub(super) fn keep(t: QTensor) -> CResult<Self> {
-        match PackedMatrix::from_qtensor(&t)? {
+        if let Some(m) = PackedMatrix::from_qtensor(&t)? {
+            return Ok(Linear::Packed(m));
+        }
+        let (_, k) = t.shape().dims2()?;
+        if k % GgmlDType::Q8_0.block_size() != 0 {
+            return Self::candle(t);
+        }
+        let q = QTensor::quantize(&t.dequantize(&Device::Cpu)?, GgmlDType::Q8_0)?;
+        match PackedMatrix::from_qtensor(&q)? {
             Some(m) => Ok(Linear::Packed(m)),
-            None => Self::candle(t),
+            None => bail!("Q8_0 matrix not taken by the kernel"),
         }
     }
 

@@ -24,8 +24,8 @@
 //! bit-for-bit the same from [`Llama::forward_all`], from [`Llama::prefill`] + [`Llama::step`],
 //! alone or in a padded batch (for a given [`LoadOptions`]).
 //!
-//! By default the file's Q4_1 and Q8_0 matrices are kept bit for bit and run by tracemark's own
-//! kernel (module `packed`: activations quantized per 32 values as llama.cpp does, integer dot
+//! By default the file's Q4_1 and Q8_0 matrices are kept bit for bit (other formats are
+//! quantized to Q8_0) and run by tracemark's own kernel (module `packed`: activations quantized per 32 values as llama.cpp does, integer dot
 //! products with AVX512-VNNI), which is both faster and more faithful than candle's kernels at
 //! batch 1. [`LoadOptions::requantize`] selects candle's kernels instead (`Some(Q8_0)`: the
 //! default before, `Some(F32)`: the exact reference).
@@ -56,10 +56,10 @@ pub struct LoadOptions {
     /// Re-quantize every matrix to this format at load time and run it with candle's kernels
     /// (`None`, the default: keep the file's format).
     ///
-    /// With `None`, Q4_1 and Q8_0 matrices (all of SmolLM2's) run on tracemark's own kernel:
-    /// the file's weights exactly, activations quantized per 32 values like llama.cpp's, and
-    /// about as fast as llama.cpp at batch 1 (see README, "Generation speed"); other formats run
-    /// on candle's. `Some(GgmlDType::Q8_0)` was the default before (candle's per-32 kernel on
+    /// With `None`, every matrix runs on tracemark's own kernel, activations quantized per 32
+    /// values like llama.cpp's, about as fast as llama.cpp at batch 1 (see README, "Generation
+    /// speed"): the file's Q4_1 and Q8_0 matrices (all of SmolLM2's) exactly as stored, other
+    /// formats quantized to Q8_0 first (f32 and Q8_0 copies of a model then run alike). `Some(GgmlDType::Q8_0)` was the default before (candle's per-32 kernel on
     /// weights re-quantized from the file's Q4_1: slower, and as faithful);
     /// `Some(GgmlDType::F32)` runs the file's weights exactly, unquantized (slow, for reference).
     pub requantize: Option<GgmlDType>,
@@ -68,12 +68,14 @@ pub struct LoadOptions {
     /// CPUs with VNNI (AVX-VNNI or AVX512-VNNI).
     ///
     /// That kernel quantizes the *activations* with one scale per 256 values instead of per 32,
-    /// and SmolLM2's hidden states have outlier channels: measured on 1,028 positions of human
-    /// text against the exact (f32) weights, top-1 agreement drops from 96.2% to 90.2% and the
-    /// mean KL divergence rises from 0.005 to 0.025 nats (the file's Q4_1 run by candle: 96.2%,
-    /// 0.004), for about 2x faster decoding at batch 1, 3x at batch 8 and 4x over a whole text
-    /// (2-core x86 with AVX-VNNI, see `examples/forward_bench.rs`). Models loaded with different
-    /// values give different logits: generate and audit with the same.
+    /// and SmolLM2's hidden states have outlier channels: measured on 4,112 positions of human
+    /// text against the exact (f32) weights (`examples/fidelity_bench.rs --texts 16`), top-1
+    /// agreement is 90.6% and the mean KL divergence 0.022 nats, against 95.9% and 0.0036 for
+    /// the default (95.6%, 0.0051 for candle's per-32 Q8_0 kernel; llama.cpp on the same
+    /// tokens: 95.5%, 0.0037). It is faster than the default over many rows (batched
+    /// generation, a whole text read at once), not at batch 1 (see `examples/forward_bench.rs`).
+    /// Models loaded with different values give different logits: generate and audit with the
+    /// same.
     pub fast_matmul: bool,
 }
 

@@ -180,10 +180,6 @@ impl PackedMatrix {
         }
     }
 
-    pub(super) fn rows(&self) -> usize {
-        self.rows
-    }
-
     pub(super) fn cols(&self) -> usize {
         self.cols
     }

@@ -181,7 +181,7 @@ fn rows_are_independent() {
             assert_eq!(a.matmul(xr), batch[i * rows..(i + 1) * rows]);
         }
         let both = PackedMatrix::stack(vec![a.clone(), b.clone()]).unwrap();
-        assert_eq!(both.rows(), rows + 9);
+        assert_eq!(both.rows, rows + 9);
         let y = both.matmul(&x[..cols]);
         assert_eq!(y[..rows], a.matmul(&x[..cols])[..]);
         assert_eq!(y[rows..], b.matmul(&x[..cols])[..]);

@@ -60,33 +60,37 @@ unsafe fn dot_avx512(w: &WeightRow, a: &ActivationRow, pairs: usize) -> ([f32; 1
     let low_nibbles = _mm256_set1_epi8(0x0F);
     for p in 0..pairs {
         // SAFETY (all loads): in bounds, see `dot`.
-        let (weights, correction) = unsafe {
-            match w.format {
-                Format::Q4_1 => {
-                    let raw = _mm256_loadu_si256(w.quants.as_ptr().add(p * 32).cast());
-                    let lo = _mm256_and_si256(raw, low_nibbles);
-                    let hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low_nibbles);
-                    let both = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
-                    (both, _mm512_setzero_si512())
-                }
-                Format::Q8_0 => (
-                    _mm512_loadu_si512(w.quants.as_ptr().add(p * 64).cast()),
-                    _mm512_loadu_si512(a.offsets.as_ptr().add(p * 16).cast()),
-                ),
+        let acts = unsafe { _mm512_loadu_si512(a.quants.as_ptr().add(p * 64).cast()) };
+        let sums = match w.format {
+            Format::Q4_1 => {
+                // SAFETY: in bounds, see `dot`.
+                let raw = unsafe { _mm256_loadu_si256(w.quants.as_ptr().add(p * 32).cast()) };
+                let lo = _mm256_and_si256(raw, low_nibbles);
+                let hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low_nibbles);
+                let weights = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+                _mm512_dpbusd_epi32(_mm512_setzero_si512(), weights, acts)
+            }
+            Format::Q8_0 => {
+                // SAFETY: in bounds, see `dot`.
+                let (weights, correction) = unsafe {
+                    (
+                        _mm512_loadu_si512(w.quants.as_ptr().add(p * 64).cast()),
+                        _mm512_loadu_si512(a.offsets.as_ptr().add(p * 16).cast()),
+                    )
+                };
+                let sums = _mm512_dpbusd_epi32(_mm512_setzero_si512(), weights, acts);
+                _mm512_sub_epi32(sums, correction)
             }
         };
         // SAFETY: in bounds, see `dot`.
-        let (acts, w_scales, a_scales) = unsafe {
+        let (w_scales, a_scales) = unsafe {
             let pair_scales = w.scales.as_ptr().add(2 * p).cast::<i32>().read_unaligned();
             let a_pair = a.scales.as_ptr().add(2 * p).cast::<f64>().read_unaligned();
             (
-                _mm512_loadu_si512(a.quants.as_ptr().add(p * 64).cast()),
                 _mm512_cvtph_ps(_mm256_set1_epi32(pair_scales)),
                 _mm512_castpd_ps(_mm512_set1_pd(a_pair)),
             )
         };
-        let sums = _mm512_dpbusd_epi32(_mm512_setzero_si512(), weights, acts);
-        let sums = _mm512_sub_epi32(sums, correction);
         let scale = _mm512_mul_ps(w_scales, a_scales);
         acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), scale, acc);
     }
