@@ -1,7 +1,7 @@
 """`make bench-model`: tracemark's generation speed and fidelity beside llama.cpp's, in one run.
 
-Speed. Both engines run the same GGUF file (the default model) with 2 threads, one sequence at a
-time, on the same chat-formatted prompts, and generate the same number of tokens at temperature 1
+Speed. Both engines run the same GGUF file (the default model) with 2 threads (BENCH_THREADS),
+one sequence at a time, on the same chat-formatted prompts, and generate the same number of tokens at temperature 1
 with top-p 0.95 (prompt evaluation included in both timings). The tracemark side is the Rust
 example `generation_bench` at batch 1 (without the watermark, so that only the engines differ),
 with each of its kernels; the llama.cpp side is llama-cpp-python's token generator. Rounds
@@ -10,7 +10,7 @@ alternate between the engines so that all see the same machine load.
 Fidelity. The Rust example `fidelity_bench` scores each tracemark kernel against the model run
 with the file's weights in f32 (top-1 agreement and mean KL at every position of a few human
 texts) and dumps the texts and the f32 logits; llama.cpp's logits on the same tokens are scored
-the same way here.
+the same way here (BENCH_FIDELITY=0 skips this part).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from pathlib import Path
 TOKENS = int(os.environ.get("BENCH_TOKENS", "64"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 FIDELITY_TEXTS = os.environ.get("BENCH_FIDELITY_TEXTS", "16")
-THREADS = 2
+THREADS = int(os.environ.get("BENCH_THREADS", "2"))
 PROMPTS = [f"Write a few sentences about the number {i}." for i in range(4)]
 KERNELS = [
     ("default", "tracemark, its kernel (default; the file's Q4_1/Q8_0)"),
@@ -145,8 +145,9 @@ def fidelity(model: str, fidelity_example: Path) -> None:
 def main() -> None:
     model, example, fidelity_example = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
     speed(model, example)
-    print()
-    fidelity(model, fidelity_example)
+    if os.environ.get("BENCH_FIDELITY", "1") != "0":
+        print()
+        fidelity(model, fidelity_example)
 
 
 if __name__ == "__main__":

@@ -50,8 +50,8 @@ pub use config::LlamaConfig;
 use linear::{check_matrix, proj, Linear, Proj};
 use norm::{add_assign, swiglu, RmsNorm};
 
-/// How to load the weights.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How to load the weights (the default: tracemark's kernel on the file's weights).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LoadOptions {
     /// Re-quantize every matrix to this format at load time and run it with candle's kernels
     /// (`None`, the default: keep the file's format).
@@ -77,15 +77,6 @@ pub struct LoadOptions {
     /// Models loaded with different values give different logits: generate and audit with the
     /// same.
     pub fast_matmul: bool,
-}
-
-impl Default for LoadOptions {
-    fn default() -> Self {
-        Self {
-            requantize: None,
-            fast_matmul: false,
-        }
-    }
 }
 
 impl LoadOptions {

@@ -3,6 +3,11 @@
 //!
 //! The only unsafe code is here: the `#[target_feature]` function, called only after runtime
 //! detection, and its unaligned loads, whose bounds [`dot`] checks first.
+//!
+//! The AVX-512 intrinsics are stable since Rust 1.89, above the workspace's declared MSRV (1.85);
+//! but candle-core 0.11.1, pinned by the workspace, already calls the same ones
+//! (`quantized/repack_x86.rs`), so the workspace does not build before 1.89 anyway.
+#![allow(clippy::incompatible_msrv)]
 
 use std::arch::x86_64::*;
 use std::sync::OnceLock;
