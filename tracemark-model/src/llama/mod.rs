@@ -72,8 +72,9 @@ pub struct LoadOptions {
     /// text against the exact (f32) weights (`examples/fidelity_bench.rs --texts 16`), top-1
     /// agreement is 90.6% and the mean KL divergence 0.022 nats, against 95.9% and 0.0036 for
     /// the default (95.6%, 0.0051 for candle's per-32 Q8_0 kernel; llama.cpp on the same
-    /// tokens: 95.5%, 0.0037). It is faster than the default over many rows (batched
-    /// generation, a whole text read at once), not at batch 1 (see `examples/forward_bench.rs`).
+    /// tokens: 95.5%, 0.0037). It is faster than the default over a whole text read at once
+    /// (`forward_all`: about 2.8x on one thread), slower at batch 1 (see
+    /// `examples/forward_bench.rs`).
     /// Models loaded with different values give different logits: generate and audit with the
     /// same.
     pub fast_matmul: bool,
