@@ -27,11 +27,13 @@ fmt: ## Format the code
 bench: ## Criterion benchmarks (hook, detector, sampler); see benches/README.md
 	$(CARGO) bench -p watermark-core
 
-bench-model: model python ## Tokens/s of the default model with and without the watermark, then beside llama.cpp (llama-cpp-python), in one run
-	$(CARGO) build --release -q -p tracemark-model --example generation_bench
+bench-model: model python ## Tokens/s with and without the watermark, then tracemark's kernels beside llama.cpp (llama-cpp-python): speed and fidelity, in one run
+	$(CARGO) build --release -q -p tracemark-model --example generation_bench --example fidelity_bench
 	$${CARGO_TARGET_DIR:-target}/release/examples/generation_bench
-	watermark-py/.venv/bin/python scripts/bench-model.py "$$(bash scripts/fetch-model.sh)" \
-	  "$${CARGO_TARGET_DIR:-target}/release/examples/generation_bench"
+	TRACEMARK_CORPUS="$${TRACEMARK_CORPUS:-$$(bash scripts/fetch-corpus.sh)}" \
+	  watermark-py/.venv/bin/python scripts/bench-model.py "$$(bash scripts/fetch-model.sh)" \
+	  "$${CARGO_TARGET_DIR:-target}/release/examples/generation_bench" \
+	  "$${CARGO_TARGET_DIR:-target}/release/examples/fidelity_bench"
 
 # The default size runs candle's fast kernel so that it takes minutes, not most of an hour, on 2 cores;
 # `make eval EVAL_ARGS=` runs the exact kernel.

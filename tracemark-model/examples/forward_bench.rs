@@ -3,12 +3,12 @@
 //!
 //! ```text
 //! cargo run --release -p tracemark-model --example forward_bench -- \
-//!     [--threads N] [--fast] [--keep-q4]
+//!     [--threads N] [--fast] [--q8]
 //! ```
 //!
 //! `--threads N` calls `llama::set_threads(N)` first (default: candle's, one per physical core);
-//! `--fast` sets `LoadOptions::fast_matmul`; `--keep-q4` keeps the file's Q4_1 weights instead of
-//! re-quantizing to Q8_0. The model is found as the tests find it (`TRACEMARK_MODEL`, else the
+//! `--fast` sets `LoadOptions::fast_matmul`; `--q8` re-quantizes to Q8_0 for candle's per-32
+//! kernel (the default before tracemark's own kernel) instead of keeping the file's Q4_1. The model is found as the tests find it (`TRACEMARK_MODEL`, else the
 //! cache).
 
 use std::time::Instant;
@@ -59,7 +59,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--threads" => threads = Some(it.next().ok_or("--threads needs a value")?.parse()?),
-            "--keep-q4" => options.requantize = None,
+            "--q8" => options.requantize = Some(candle_core::quantized::GgmlDType::Q8_0),
             "--fast" => options.fast_matmul = true,
             other => return Err(format!("unknown argument {other}").into()),
         }
@@ -73,7 +73,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let start = Instant::now();
     let model = Llama::load(&path, &options)?;
     let weights = match (options.requantize, options.fast_matmul) {
-        (None, _) => "Q4_1 (file)".to_string(),
+        (None, false) => "the file's (tracemark's kernel)".to_string(),
+        (None, true) => "Q8_0, fast_matmul".to_string(),
         (Some(d), false) => format!("{d:?}"),
         (Some(d), true) => format!("{d:?}, fast_matmul"),
     };

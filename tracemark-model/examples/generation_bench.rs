@@ -6,6 +6,8 @@
 
 use std::time::{Duration, Instant};
 
+use candle_core::quantized::GgmlDType;
+
 use tracemark_model::generate::{GenerateOptions, Generator};
 use tracemark_model::llama::LoadOptions;
 use watermark_core::hook::apply_watermark;
@@ -25,11 +27,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(4);
-    // BENCH_FAST_MATMUL=1: candle's fast Q8_0 kernel (less faithful to the weights; see
-    // `LoadOptions::fast_matmul`).
-    let load = LoadOptions {
-        fast_matmul: std::env::var("BENCH_FAST_MATMUL").is_ok_and(|v| v == "1"),
-        ..LoadOptions::default()
+    // BENCH_KERNEL: `default` (tracemark's kernel on the file's weights), `q8` (candle's per-32
+    // kernel on weights re-quantized to Q8_0, the default before) or `fast` (candle's fast Q8_0
+    // kernel, less faithful: see `LoadOptions::fast_matmul`; also BENCH_FAST_MATMUL=1).
+    let fast = std::env::var("BENCH_FAST_MATMUL").is_ok_and(|v| v == "1");
+    let kernel = std::env::var("BENCH_KERNEL")
+        .unwrap_or_else(|_| if fast { "fast" } else { "default" }.to_string());
+    let load = match kernel.as_str() {
+        "default" => LoadOptions::default(),
+        "q8" => LoadOptions {
+            requantize: Some(GgmlDType::Q8_0),
+            ..LoadOptions::default()
+        },
+        "fast" => LoadOptions {
+            fast_matmul: true,
+            ..LoadOptions::default()
+        },
+        other => return Err(format!("BENCH_KERNEL={other}: expected default, q8 or fast").into()),
     };
     let model = tracemark_model::locate_default_model()?;
     let generator = Generator::load(&model, &load)?;
@@ -74,8 +88,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let per_token_with = with.as_secs_f64() / generated as f64;
     let per_token_without = without.as_secs_f64() / generated as f64;
     println!(
-        "default model, batch {batch}, {tokens} tokens per answer, {rounds} rounds each, temperature 1, top-p 0.95{}",
-        if load.fast_matmul { ", fast matmul" } else { "" }
+        "default model, batch {batch}, {tokens} tokens per answer, {rounds} rounds each, temperature 1, top-p 0.95, kernel {kernel}"
     );
     println!("| run | tokens/s | ms per token |");
     println!("|---|---|---|");

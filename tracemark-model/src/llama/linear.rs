@@ -1,28 +1,55 @@
-//! Quantized matrices: the file's format kept, or re-quantized (and padded to pick candle's
-//! kernel), and sets of matrices fused into one matmul.
+//! Quantized matrices: the file's Q4_1/Q8_0 run by tracemark's own kernel ([`super::packed`]),
+//! or any format run by candle (kept, or re-quantized and padded to pick candle's kernel), and
+//! sets of matrices fused into one matmul.
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{bail, Device, Module, Result as CResult, Tensor, D};
 
-/// A quantized matrix, possibly stored with zero columns appended (see [`stored_width`]); the
-/// input is padded with zeros to match, which leaves the products unchanged.
+use super::packed::PackedMatrix;
+
+/// A quantized matrix and the kernel that runs it.
 #[derive(Debug)]
-pub(super) struct Linear {
-    mm: QMatMul,
-    /// Zero columns appended to the weight (and to the input).
-    pad: usize,
+pub(super) enum Linear {
+    /// The file's Q4_1 or Q8_0 weights, repacked for tracemark's kernel.
+    Packed(PackedMatrix),
+    /// candle's `QMatMul`, possibly stored with zero columns appended (see [`stored_width`]);
+    /// the input is padded with zeros to match, which leaves the products unchanged.
+    Candle {
+        mm: QMatMul,
+        /// Zero columns appended to the weight (and to the input).
+        pad: usize,
+    },
 }
 
 impl Linear {
-    /// The matrix as read, in its own format.
+    /// The matrix for tracemark's kernel: the file's Q4_1 or Q8_0 as they are, any other format
+    /// quantized to Q8_0 (so a matrix stored in f32 runs exactly as the same one stored in Q8_0
+    /// by candle's quantizer). A width that is not a multiple of 32 is left to candle as is.
     pub(super) fn keep(t: QTensor) -> CResult<Self> {
-        Ok(Self {
+        if let Some(m) = PackedMatrix::from_qtensor(&t)? {
+            return Ok(Linear::Packed(m));
+        }
+        let (_, k) = t.shape().dims2()?;
+        if k % GgmlDType::Q8_0.block_size() != 0 {
+            return Self::candle(t);
+        }
+        let q = QTensor::quantize(&t.dequantize(&Device::Cpu)?, GgmlDType::Q8_0)?;
+        match PackedMatrix::from_qtensor(&q)? {
+            Some(m) => Ok(Linear::Packed(m)),
+            None => bail!("Q8_0 matrix not taken by the kernel"),
+        }
+    }
+
+    /// The matrix as read, run by candle.
+    fn candle(t: QTensor) -> CResult<Self> {
+        Ok(Linear::Candle {
             mm: QMatMul::from_qtensor(t)?,
             pad: 0,
         })
     }
 
-    /// The f32 matrix `w` (out, in) quantized to `dtype`, padded as `repacked` asks.
+    /// The f32 matrix `w` (out, in) quantized to `dtype` for candle's kernels, padded as
+    /// `repacked` asks.
     pub(super) fn quantize(w: &Tensor, dtype: GgmlDType, repacked: bool) -> CResult<Self> {
         let (n, k) = w.dims2()?;
         let pad = stored_width(dtype, n, k, repacked) - k;
@@ -30,14 +57,14 @@ impl Linear {
             0 => QTensor::quantize(w, dtype)?,
             _ => QTensor::quantize(&w.pad_with_zeros(1, 0, pad)?, dtype)?,
         };
-        Ok(Self {
+        Ok(Linear::Candle {
             mm: QMatMul::from_qtensor(q)?,
             pad,
         })
     }
 
-    /// `t` converted to `dtype` through f32 (kept as is when `None`, or when it already is
-    /// `dtype` and needs no padding).
+    /// `t` converted to `dtype` through f32 for candle's kernels (kept as is when it already is
+    /// `dtype` and needs no padding); `None` keeps the file's format ([`Linear::keep`]).
     pub(super) fn convert(
         t: QTensor,
         dtype: Option<GgmlDType>,
@@ -48,7 +75,7 @@ impl Linear {
             Some(dtype) => {
                 let (n, k) = t.shape().dims2()?;
                 if dtype == t.dtype() && stored_width(dtype, n, k, repacked) == k {
-                    return Self::keep(t);
+                    return Self::candle(t);
                 }
                 Self::quantize(&t.dequantize(dev)?, dtype, repacked)
             }
@@ -56,10 +83,24 @@ impl Linear {
         }
     }
 
-    pub(super) fn forward(&self, x: &Tensor) -> CResult<Tensor> {
-        match self.pad {
-            0 => self.mm.forward(x),
-            pad => self.mm.forward(&x.pad_with_zeros(D::Minus1, 0, pad)?),
+    /// `x @ W^T` for `rows` rows of input (row-major); returns `rows` rows of output.
+    pub(super) fn forward(&self, x: &[f32], rows: usize) -> CResult<Vec<f32>> {
+        match self {
+            Linear::Packed(m) => {
+                if x.len() != rows * m.cols() {
+                    bail!("matmul: {} values for {rows} rows of {}", x.len(), m.cols());
+                }
+                Ok(m.matmul(x))
+            }
+            Linear::Candle { mm, pad } => {
+                let k = x.len() / rows.max(1);
+                let x = Tensor::from_slice(x, (rows, k), &Device::Cpu)?;
+                let y = match pad {
+                    0 => mm.forward(&x)?,
+                    pad => mm.forward(&x.pad_with_zeros(D::Minus1, 0, *pad)?)?,
+                };
+                y.flatten_all()?.to_vec1::<f32>()
+            }
         }
     }
 }
@@ -110,24 +151,29 @@ fn vnni() -> bool {
 pub(super) enum Proj {
     /// One matrix whose output rows are the parts, in order, with these widths.
     Fused(Linear, Vec<usize>),
-    /// Separate matrices (the file's quantization is kept).
+    /// Separate matrices (the file's quantization is kept, in a format candle runs).
     Split(Vec<Linear>),
 }
 
 impl Proj {
-    pub(super) fn forward(&self, x: &Tensor) -> CResult<Vec<Tensor>> {
+    /// Each part's output for `rows` rows of input, `rows` rows each.
+    pub(super) fn forward(&self, x: &[f32], rows: usize) -> CResult<Vec<Vec<f32>>> {
         match self {
             Proj::Fused(mm, sizes) => {
-                let y = mm.forward(x)?;
-                let mut parts = Vec::with_capacity(sizes.len());
-                let mut start = 0;
-                for &size in sizes {
-                    parts.push(y.narrow(D::Minus1, start, size)?);
-                    start += size;
+                let y = mm.forward(x, rows)?;
+                let width: usize = sizes.iter().sum();
+                let mut parts: Vec<Vec<f32>> =
+                    sizes.iter().map(|s| Vec::with_capacity(s * rows)).collect();
+                for row in y.chunks_exact(width) {
+                    let mut start = 0;
+                    for (part, &size) in parts.iter_mut().zip(sizes) {
+                        part.extend_from_slice(&row[start..start + size]);
+                        start += size;
+                    }
                 }
                 Ok(parts)
             }
-            Proj::Split(mms) => mms.iter().map(|mm| mm.forward(x)).collect(),
+            Proj::Split(mms) => mms.iter().map(|mm| mm.forward(x, rows)).collect(),
         }
     }
 }
@@ -141,7 +187,8 @@ pub(super) fn check_matrix(t: &QTensor, rows: usize, cols: usize, name: &str) ->
 
 /// Matrices sharing one input. When re-quantizing they are stacked row-wise into one matrix
 /// before quantization (exact: quantization blocks never cross rows); when the file's format is
-/// kept they stay separate, so the weights are bit-for-bit the file's.
+/// kept, the weights stay bit-for-bit the file's: stacked when tracemark's kernel runs them all
+/// in one format, else separate.
 pub(super) fn proj(
     mats: Vec<QTensor>,
     dtype: Option<GgmlDType>,
@@ -163,8 +210,24 @@ pub(super) fn proj(
                 sizes,
             ))
         }
-        None => Ok(Proj::Split(
-            mats.into_iter().map(Linear::keep).collect::<CResult<_>>()?,
-        )),
+        None => {
+            let sizes = mats.iter().map(|m| m.shape().dims2().map(|(n, _)| n));
+            let sizes = sizes.collect::<CResult<Vec<usize>>>()?;
+            let linears = mats
+                .into_iter()
+                .map(Linear::keep)
+                .collect::<CResult<Vec<_>>>()?;
+            if !linears.iter().all(|l| matches!(l, Linear::Packed(_))) {
+                return Ok(Proj::Split(linears));
+            }
+            let packed = linears.into_iter().filter_map(|l| match l {
+                Linear::Packed(m) => Some(m),
+                Linear::Candle { .. } => None,
+            });
+            match PackedMatrix::stack(packed.collect()) {
+                Ok(all) => Ok(Proj::Fused(Linear::Packed(all), sizes)),
+                Err(parts) => Ok(Proj::Split(parts.into_iter().map(Linear::Packed).collect())),
+            }
+        }
     }
 }

@@ -14,7 +14,8 @@
 //! "NORM" rope, candle's `rope_i`), not to the halves `(i, i + d/2)` of the Hugging Face layout.
 //!
 //! Everything runs on the CPU in f32 activations; the matrices stay quantized and go through
-//! candle's `QMatMul`, whose results for a row do not depend on the other rows. Attention (RoPE,
+//! tracemark's kernel or candle's `QMatMul`, whose results for a row do not depend on the other
+//! rows. Attention (RoPE,
 //! scores, softmax, weighted sum) is computed here in plain Rust, one query row at a time with a
 //! fixed summation order, instead of with candle's batched float matmuls, whose rounding depends
 //! on the shapes. This matters more than it seems: `QMatMul` quantizes its input activations, so a
@@ -23,54 +24,68 @@
 //! bit-for-bit the same from [`Llama::forward_all`], from [`Llama::prefill`] + [`Llama::step`],
 //! alone or in a padded batch (for a given [`LoadOptions`]).
 //!
-//! By default every matrix is re-quantized to Q8_0 at load time, because candle has no SIMD
-//! kernel for the file's Q4_1: Q8_0 runs about 3.4x faster and is about as faithful to the file's
-//! weights (see [`LoadOptions`]). [`LoadOptions::requantize`] `= None` keeps the file's
-//! quantization (the tests compare it with candle-transformers).
+//! By default the file's Q4_1 and Q8_0 matrices are kept bit for bit (other formats are
+//! quantized to Q8_0) and run by tracemark's own kernel (module `packed`: activations quantized per 32 values as llama.cpp does, integer dot
+//! products with AVX512-VNNI), which is both faster and more faithful than candle's kernels at
+//! batch 1. [`LoadOptions::requantize`] selects candle's kernels instead (`Some(Q8_0)`: the
+//! default before, `Some(F32)`: the exact reference).
 
 mod attention;
 mod config;
 mod linear;
+mod norm;
+mod packed;
+#[cfg(target_arch = "x86_64")]
+mod packed_x86;
 
 use std::path::Path;
 
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
-use candle_core::{bail, Device, Module, Result as CResult, Tensor};
-use candle_transformers::quantized_nn::RmsNorm;
+use candle_core::{bail, Device, Result as CResult, Tensor};
 
 use crate::{Error, Result};
 pub use attention::Session;
 use attention::{attend, rope, rope_tables, AttnShape, KvCache, CACHE_CHUNK};
 pub use config::LlamaConfig;
 use linear::{check_matrix, proj, Linear, Proj};
+use norm::{add_assign, swiglu, RmsNorm};
 
-/// How to load the weights.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How to load the weights (the default: tracemark's kernel on the file's weights).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LoadOptions {
-    /// Re-quantize every matrix to this format at load time (`None`: keep the file's format).
+    /// Re-quantize every matrix to this format at load time and run it with candle's kernels
+    /// (`None`, the default: keep the file's format).
     ///
-    /// Defaults to `Some(GgmlDType::Q8_0)`: candle's CPU kernels for Q8_0 are SIMD, those for
-    /// Q4_1 are not, and Q8_0 is nearly lossless relative to the file's 4-bit weights.
+    /// With `None`, every matrix runs on tracemark's own kernel, activations quantized per 32
+    /// values like llama.cpp's, about as fast as llama.cpp at batch 1 (see README, "Generation
+    /// speed"): the file's Q4_1 and Q8_0 matrices (all of SmolLM2's) exactly as stored, other
+    /// formats quantized to Q8_0 first (f32 and Q8_0 copies of a model then run alike). `Some(GgmlDType::Q8_0)` was the default before (candle's per-32 kernel on
+    /// weights re-quantized from the file's Q4_1: slower, and as faithful);
     /// `Some(GgmlDType::F32)` runs the file's weights exactly, unquantized (slow, for reference).
     pub requantize: Option<GgmlDType>,
     /// Use candle's fastest Q8_0 kernel for every matrix, at some cost in fidelity (default:
-    /// `false`). Only matters for Q8_0 on x86 CPUs with VNNI (AVX-VNNI or AVX512-VNNI).
+    /// `false`). Re-quantizes to Q8_0 when `requantize` is `None`; only matters for Q8_0 on x86
+    /// CPUs with VNNI (AVX-VNNI or AVX512-VNNI).
     ///
     /// That kernel quantizes the *activations* with one scale per 256 values instead of per 32,
-    /// and SmolLM2's hidden states have outlier channels: measured on 1,028 positions of human
-    /// text against the exact (f32) weights, top-1 agreement drops from 96.2% to 90.2% and the
-    /// mean KL divergence rises from 0.005 to 0.025 nats (the file's Q4_1 run by candle: 96.2%,
-    /// 0.004), for about 2x faster decoding at batch 1, 3x at batch 8 and 4x over a whole text
-    /// (2-core x86 with AVX-VNNI, see `examples/forward_bench.rs`). Models loaded with different
-    /// values give different logits: generate and audit with the same.
+    /// and SmolLM2's hidden states have outlier channels: measured on 4,112 positions of human
+    /// text against the exact (f32) weights (`examples/fidelity_bench.rs --texts 16`), top-1
+    /// agreement is 90.6% and the mean KL divergence 0.022 nats, against 95.9% and 0.0036 for
+    /// the default (95.6%, 0.0051 for candle's per-32 Q8_0 kernel; llama.cpp on the same
+    /// tokens: 95.5%, 0.0037). It is faster than the default over a whole text read at once
+    /// (`forward_all`: about 2.8x on one thread), slower at batch 1 (see
+    /// `examples/forward_bench.rs`).
+    /// Models loaded with different values give different logits: generate and audit with the
+    /// same.
     pub fast_matmul: bool,
 }
 
-impl Default for LoadOptions {
-    fn default() -> Self {
-        Self {
-            requantize: Some(GgmlDType::Q8_0),
-            fast_matmul: false,
+impl LoadOptions {
+    /// The format candle's kernels get: `fast_matmul` needs Q8_0.
+    fn candle_format(&self) -> Option<GgmlDType> {
+        match (self.requantize, self.fast_matmul) {
+            (None, true) => Some(GgmlDType::Q8_0),
+            (dtype, _) => dtype,
         }
     }
 }
@@ -95,7 +110,7 @@ struct Block {
 pub struct Llama {
     config: LlamaConfig,
     /// (vocab, hidden) f32: dequantized once, the lookup is a row gather.
-    embed: Tensor,
+    embed: Vec<f32>,
     blocks: Vec<Block>,
     norm: RmsNorm,
     output: Linear,
@@ -142,14 +157,15 @@ impl Llama {
         let vocab_size = config.vocab_size;
         let norm = RmsNorm::from_qtensor(read("output_norm.weight")?, rms_eps)?;
         let fast = options.fast_matmul;
+        let requantize = options.candle_format();
         let output = match ct.tensor_infos.contains_key("output.weight") {
             true => {
                 let output = read("output.weight")?;
                 check_matrix(&output, vocab_size, hidden, "output")?;
-                Linear::convert(output, options.requantize, fast, &device)?
+                Linear::convert(output, requantize, fast, &device)?
             }
             // Tied embeddings: quantize the already dequantized copy rather than read it twice.
-            false => match options.requantize {
+            false => match requantize {
                 Some(dtype) => Linear::quantize(&embed, dtype, fast)?,
                 None => Linear::keep(token_embd)?,
             },
@@ -181,20 +197,20 @@ impl Llama {
             let ffn_norm = RmsNorm::from_qtensor(read(&format!("{p}.ffn_norm.weight"))?, rms_eps)?;
             blocks.push(Block {
                 attn_norm,
-                qkv: proj(vec![wq, wk, wv], options.requantize, fast, &device)?,
+                qkv: proj(vec![wq, wk, wv], requantize, fast, &device)?,
                 // The attention output has no outlier channels: the fast kernel costs nothing
                 // measurable there (top-1 and KL unchanged), so it is always used.
-                wo: Linear::convert(wo, options.requantize, true, &device)?,
+                wo: Linear::convert(wo, requantize, true, &device)?,
                 ffn_norm,
-                gate_up: proj(vec![gate, up], options.requantize, fast, &device)?,
-                down: Linear::convert(down, options.requantize, fast, &device)?,
+                gate_up: proj(vec![gate, up], requantize, fast, &device)?,
+                down: Linear::convert(down, requantize, fast, &device)?,
             });
         }
 
         let (cos, sin) = rope_tables(head_dim, rope_theta, context_length);
         Ok(Self {
             config,
-            embed,
+            embed: embed.flatten_all()?.to_vec1::<f32>()?,
             blocks,
             norm,
             output,
@@ -223,7 +239,7 @@ impl Llama {
         self.check_length(t)?;
         let mut kv = self.new_session(vec![0], t);
         let h = self.run(tokens, t, &mut kv)?;
-        finite(self.output.forward(&h.squeeze(0)?)?)
+        finite(self.logits(&h)?)
     }
 
     /// Starts batched generation: runs the prompts through the model, fills a KV cache, and
@@ -254,8 +270,13 @@ impl Llama {
         let capacity = (t + CACHE_CHUNK).min(self.config.context_length);
         let mut session = self.new_session(pads, capacity);
         let h = self.run(&tokens, t, &mut session)?;
-        let last = h.narrow(1, t - 1, 1)?.squeeze(1)?.contiguous()?;
-        Ok((session, finite(self.output.forward(&last)?)?))
+        let hidden = self.config.hidden;
+        let last: Vec<f32> = h
+            .chunks_exact(t * hidden)
+            .flat_map(|rows| &rows[(t - 1) * hidden..])
+            .copied()
+            .collect();
+        Ok((session, finite(self.logits(&last)?)?))
     }
 
     /// Appends one token to every sequence of the session and returns the logits `(B, vocab)`
@@ -288,7 +309,7 @@ impl Llama {
         self.check_length(session.len - fewest_pads.min(session.len) + 1)?;
         session.reserve(session.len + 1, cfg.context_length + most_pads);
         let h = self.run(next, 1, session)?;
-        finite(self.output.forward(&h.squeeze(1)?)?)
+        finite(self.logits(&h)?)
     }
 
     fn new_session(&self, pads: Vec<usize>, capacity: usize) -> Session {
@@ -331,26 +352,33 @@ impl Llama {
         }
     }
 
+    /// The output matrix applied to rows of final hidden states: `(rows, vocab)`.
+    fn logits(&self, h: &[f32]) -> CResult<Tensor> {
+        let rows = h.len() / self.config.hidden;
+        let logits = self.output.forward(h, rows)?;
+        Tensor::from_vec(logits, (rows, self.config.vocab_size), &self.device)
+    }
+
     /// Runs the blocks on `(B, T)` tokens (row-major in `tokens`, `B = session.batch`) appended
-    /// at column `session.len`, and returns the final-normed hidden states `(B, T, hidden)`.
-    /// The session's keys and values are extended and `session.len` advanced by `T`; the caller
-    /// has made room for them.
-    fn run(&self, tokens: &[u32], t: usize, session: &mut Session) -> CResult<Tensor> {
+    /// at column `session.len`, and returns the final-normed hidden states `(B, T, hidden)`,
+    /// row-major. The session's keys and values are extended and `session.len` advanced by `T`;
+    /// the caller has made room for them.
+    fn run(&self, tokens: &[u32], t: usize, session: &mut Session) -> CResult<Vec<f32>> {
         let cfg = &self.config;
         let (nh, nkv, hd) = (cfg.heads, cfg.kv_heads, cfg.head_dim);
         let b = session.batch;
         let start = session.len;
+        let rows = b * t;
         // Each row's RoPE position counts from its sequence's first real token.
         let positions: Vec<usize> = session
             .pads
             .iter()
             .flat_map(|&pad| (start..start + t).map(move |col| col.saturating_sub(pad)))
             .collect();
-        let ids = Tensor::new(tokens, &self.device)?;
-        let mut x = self
-            .embed
-            .index_select(&ids, 0)?
-            .reshape((b, t, cfg.hidden))?;
+        let mut x = Vec::with_capacity(rows * cfg.hidden);
+        for &id in tokens {
+            x.extend_from_slice(&self.embed[id as usize * cfg.hidden..][..cfg.hidden]);
+        }
         let shape = AttnShape {
             batch: b,
             rows: t,
@@ -361,24 +389,19 @@ impl Llama {
             capacity: session.capacity,
         };
         for (block, cache) in self.blocks.iter().zip(&mut session.layers) {
-            let h = block.attn_norm.forward(&x)?;
-            let [q, k, v] = three(block.qkv.forward(&h)?)?;
-            let mut q = q.flatten_all()?.to_vec1::<f32>()?;
-            let mut k = k.flatten_all()?.to_vec1::<f32>()?;
-            let v = v.flatten_all()?.to_vec1::<f32>()?;
+            let h = block.attn_norm.forward(&x);
+            let [mut q, mut k, v] = three(block.qkv.forward(&h, rows)?)?;
             rope(&mut q, hd, &positions, &self.cos, &self.sin);
             rope(&mut k, hd, &positions, &self.cos, &self.sin);
             cache.write(&k, &v, &shape);
             let y = attend(&q, cache, &session.pads, &shape);
-            let y = Tensor::from_vec(y, (b, t, nh * hd), &self.device)?;
-            x = (x + block.wo.forward(&y)?)?;
-            let h = block.ffn_norm.forward(&x)?;
-            let [gate, up] = two(block.gate_up.forward(&h)?)?;
-            let act = (gate.silu()? * up)?;
-            x = (x + block.down.forward(&act)?)?;
+            add_assign(&mut x, &block.wo.forward(&y, rows)?);
+            let h = block.ffn_norm.forward(&x);
+            let [gate, up] = two(block.gate_up.forward(&h, rows)?)?;
+            add_assign(&mut x, &block.down.forward(&swiglu(&gate, &up), rows)?);
         }
         session.len += t;
-        self.norm.forward(&x)
+        Ok(self.norm.forward(&x))
     }
 }
 
@@ -404,15 +427,15 @@ fn finite(logits: Tensor) -> Result<Tensor> {
     }
 }
 
-fn three(parts: Vec<Tensor>) -> CResult<[Tensor; 3]> {
-    match <[Tensor; 3]>::try_from(parts) {
+fn three(parts: Vec<Vec<f32>>) -> CResult<[Vec<f32>; 3]> {
+    match <[Vec<f32>; 3]>::try_from(parts) {
         Ok(a) => Ok(a),
         Err(v) => bail!("expected 3 projections, got {}", v.len()),
     }
 }
 
-fn two(parts: Vec<Tensor>) -> CResult<[Tensor; 2]> {
-    match <[Tensor; 2]>::try_from(parts) {
+fn two(parts: Vec<Vec<f32>>) -> CResult<[Vec<f32>; 2]> {
+    match <[Vec<f32>; 2]>::try_from(parts) {
         Ok(a) => Ok(a),
         Err(v) => bail!("expected 2 projections, got {}", v.len()),
     }
