@@ -123,15 +123,12 @@ fn main() -> Res<()> {
     }
     let kernels = [
         (
-            "tracemark kernel (default: the file's Q4_1/Q8_0, activations per 32)",
-            LoadOptions::default(),
+            "tracemark kernel (packed: the file's Q4_1/Q8_0, activations per 32)",
+            LoadOptions::packed(),
         ),
         (
-            "candle Q8_0 re-quantized (old default)",
-            LoadOptions {
-                requantize: Some(GgmlDType::Q8_0),
-                ..LoadOptions::default()
-            },
+            "candle Q8_0 re-quantized (default)",
+            LoadOptions::default(),
         ),
         (
             "candle fast_matmul (activations per 256)",

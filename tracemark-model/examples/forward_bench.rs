@@ -3,12 +3,13 @@
 //!
 //! ```text
 //! cargo run --release -p tracemark-model --example forward_bench -- \
-//!     [--threads N] [--fast] [--q8]
+//!     [--threads N] [--fast] [--packed]
 //! ```
 //!
 //! `--threads N` calls `llama::set_threads(N)` first (default: candle's, one per physical core);
-//! `--fast` sets `LoadOptions::fast_matmul`; `--q8` re-quantizes to Q8_0 for candle's per-32
-//! kernel (the default before tracemark's own kernel) instead of keeping the file's Q4_1. The model is found as the tests find it (`TRACEMARK_MODEL`, else the
+//! `--fast` sets `LoadOptions::fast_matmul`; `--packed` runs tracemark's own kernel on the
+//! file's Q4_1 (`LoadOptions::packed`) instead of candle's per-32 kernel on weights re-quantized
+//! to Q8_0 (the default). The model is found as the tests find it (`TRACEMARK_MODEL`, else the
 //! cache).
 
 use std::time::Instant;
@@ -59,7 +60,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--threads" => threads = Some(it.next().ok_or("--threads needs a value")?.parse()?),
-            "--q8" => options.requantize = Some(candle_core::quantized::GgmlDType::Q8_0),
+            "--packed" => options.requantize = None,
             "--fast" => options.fast_matmul = true,
             other => return Err(format!("unknown argument {other}").into()),
         }

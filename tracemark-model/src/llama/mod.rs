@@ -24,11 +24,11 @@
 //! bit-for-bit the same from [`Llama::forward_all`], from [`Llama::prefill`] + [`Llama::step`],
 //! alone or in a padded batch (for a given [`LoadOptions`]).
 //!
-//! By default the file's Q4_1 and Q8_0 matrices are kept bit for bit (other formats are
-//! quantized to Q8_0) and run by tracemark's own kernel (module `packed`: activations quantized per 32 values as llama.cpp does, integer dot
-//! products with AVX512-VNNI), which is both faster and more faithful than candle's kernels at
-//! batch 1. [`LoadOptions::requantize`] selects candle's kernels instead (`Some(Q8_0)`: the
-//! default before, `Some(F32)`: the exact reference).
+//! By default every matrix is re-quantized to Q8_0 and run by candle's per-32 kernel.
+//! [`LoadOptions::packed`] keeps the file's Q4_1 and Q8_0 matrices bit for bit and runs them on
+//! tracemark's own kernel (module `packed`: activations quantized per 32 values as llama.cpp
+//! does, integer dot products with AVX512-VNNI, the same bits from a scalar fallback), which is
+//! faster and at least as faithful at batch 1; `Some(F32)` is the exact reference.
 
 mod attention;
 mod config;
@@ -50,18 +50,21 @@ pub use config::LlamaConfig;
 use linear::{check_matrix, proj, Linear, Proj};
 use norm::{add_assign, swiglu, RmsNorm};
 
-/// How to load the weights (the default: tracemark's kernel on the file's weights).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// How to load the weights (the default: every matrix re-quantized to Q8_0 and run by candle's
+/// per-32 kernel; [`LoadOptions::packed`]: tracemark's own kernel on the file's weights).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadOptions {
     /// Re-quantize every matrix to this format at load time and run it with candle's kernels
-    /// (`None`, the default: keep the file's format).
+    /// (default `Some(GgmlDType::Q8_0)`); `None` runs tracemark's own kernel instead.
     ///
-    /// With `None`, every matrix runs on tracemark's own kernel, activations quantized per 32
-    /// values like llama.cpp's, about as fast as llama.cpp at batch 1 (see README, "Generation
-    /// speed"): the file's Q4_1 and Q8_0 matrices (all of SmolLM2's) exactly as stored, other
-    /// formats quantized to Q8_0 first (f32 and Q8_0 copies of a model then run alike). `Some(GgmlDType::Q8_0)` was the default before (candle's per-32 kernel on
-    /// weights re-quantized from the file's Q4_1: slower, and as faithful);
-    /// `Some(GgmlDType::F32)` runs the file's weights exactly, unquantized (slow, for reference).
+    /// With `None` ([`LoadOptions::packed`]), every matrix runs on tracemark's kernel,
+    /// activations quantized per 32 values like llama.cpp's: the file's Q4_1 and Q8_0 matrices
+    /// (all of SmolLM2's) exactly as stored, other formats quantized to Q8_0 first (f32 and Q8_0
+    /// copies of a model then run alike). It is faster and at least as faithful at batch 1
+    /// (README, "Generation speed") but not yet the default: its speed on two threads is not
+    /// measured on a quiet machine, and the tests that pin the default model's outputs were
+    /// written for candle's kernel. `Some(GgmlDType::F32)` runs the file's weights exactly,
+    /// unquantized (slow, for reference).
     pub requantize: Option<GgmlDType>,
     /// Use candle's fastest Q8_0 kernel for every matrix, at some cost in fidelity (default:
     /// `false`). Re-quantizes to Q8_0 when `requantize` is `None`; only matters for Q8_0 on x86
@@ -80,7 +83,24 @@ pub struct LoadOptions {
     pub fast_matmul: bool,
 }
 
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            requantize: Some(GgmlDType::Q8_0),
+            fast_matmul: false,
+        }
+    }
+}
+
 impl LoadOptions {
+    /// tracemark's own kernel on the file's weights (see [`LoadOptions::requantize`]).
+    pub fn packed() -> Self {
+        Self {
+            requantize: None,
+            fast_matmul: false,
+        }
+    }
+
     /// The format candle's kernels get: `fast_matmul` needs Q8_0.
     fn candle_format(&self) -> Option<GgmlDType> {
         match (self.requantize, self.fast_matmul) {
