@@ -94,7 +94,7 @@ struct Args {
     #[arg(long, default_value_t = 10_000)]
     anchor_prompts: usize,
     /// Most queries per student in the audits at the anchor's budget.
-    #[arg(long, default_value_t = 100_000)]
+    #[arg(long, default_value_t = 250_000)]
     anchor_max_queries: usize,
 }
 
