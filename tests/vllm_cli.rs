@@ -371,15 +371,9 @@ fn reading_mode_on_a_vllm_profile_does_not_flag_an_innocent_model() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A completions endpoint on 127.0.0.1 whose greedy next token is always " the": an innocent
-/// reader (its predictions never depend on the key).
-fn constant_endpoint() -> String {
+/// An HTTP server on 127.0.0.1 answering each POST with `respond(body)` as JSON; its base URL.
+fn serve(respond: impl Fn(&str) -> String + Send + 'static) -> String {
     use std::io::{BufRead, BufReader, Read, Write};
-    let body = r#"{"choices":[{"text":" the","index":0,"finish_reason":"length"}]}"#;
-    let reply = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!("http://{}/v1", listener.local_addr().expect("address"));
     std::thread::spawn(move || {
@@ -395,10 +389,21 @@ fn constant_endpoint() -> String {
             }
             let mut request = vec![0; length];
             let _ = reader.read_exact(&mut request);
+            let body = respond(&String::from_utf8_lossy(&request));
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
             let _ = stream.write_all(reply.as_bytes());
         }
     });
     url
+}
+
+/// A completions endpoint on 127.0.0.1 whose greedy next token is always " the": an innocent
+/// reader (its predictions never depend on the key).
+fn constant_endpoint() -> String {
+    serve(|_| r#"{"choices":[{"text":" the","index":0,"finish_reason":"length"}]}"#.to_string())
 }
 
 /// Reading mode over an API (`--suspect-url`) on a vLLM profile: every prediction is asked of
@@ -491,43 +496,20 @@ fn gumbel_words(key: u64, candidates: &[u32], length: usize, salt: u32) -> Vec<u
 
 /// A chat endpoint on 127.0.0.1 that answers "Question number N" with `answers[N]`.
 fn canned_endpoint(answers: Vec<String>) -> String {
-    use std::io::{BufRead, BufReader, Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let url = format!("http://{}/v1", listener.local_addr().expect("address"));
-    std::thread::spawn(move || {
-        for mut stream in listener.incoming().flatten() {
-            let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(5)));
-            let mut reader = BufReader::new(&stream);
-            let (mut length, mut line) = (0usize, String::new());
-            while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line.trim() != "" {
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-                line.clear();
-            }
-            let mut request = vec![0; length];
-            let _ = reader.read_exact(&mut request);
-            let request = String::from_utf8_lossy(&request);
-            let n: usize = request
-                .split("Question number ")
-                .nth(1)
-                .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
-                .and_then(|d| d.parse().ok())
-                .unwrap_or(0);
-            let body = serde_json::json!({
-                "model": "canned",
-                "choices": [{"index": 0, "finish_reason": "stop",
-                             "message": {"role": "assistant", "content": answers[n % answers.len()]}}]
-            })
-            .to_string();
-            let reply = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = stream.write_all(reply.as_bytes());
-        }
-    });
-    url
+    serve(move |request| {
+        let n: usize = request
+            .split("Question number ")
+            .nth(1)
+            .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|d| d.parse().ok())
+            .unwrap_or(0);
+        serde_json::json!({
+            "model": "canned",
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": answers[n % answers.len()]}}]
+        })
+        .to_string()
+    })
 }
 
 /// A live closed-model audit (`--suspect-url --prompts --cache`) on a vLLM profile: answers

@@ -126,10 +126,7 @@ fn main() -> Res<()> {
             "tracemark kernel (packed: the file's Q4_1/Q8_0, activations per 32)",
             LoadOptions::packed(),
         ),
-        (
-            "candle Q8_0 re-quantized (default)",
-            LoadOptions::default(),
-        ),
+        ("candle Q8_0 re-quantized (default)", LoadOptions::default()),
         (
             "candle fast_matmul (activations per 256)",
             LoadOptions {

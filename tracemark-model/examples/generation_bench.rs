@@ -6,7 +6,6 @@
 
 use std::time::{Duration, Instant};
 
-
 use tracemark_model::generate::{GenerateOptions, Generator};
 use tracemark_model::llama::LoadOptions;
 use watermark_core::hook::apply_watermark;
@@ -39,7 +38,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             fast_matmul: true,
             ..LoadOptions::default()
         },
-        other => return Err(format!("BENCH_KERNEL={other}: expected packed, default or fast").into()),
+        other => {
+            return Err(format!("BENCH_KERNEL={other}: expected packed, default or fast").into())
+        }
     };
     let model = tracemark_model::locate_default_model()?;
     let generator = Generator::load(&model, &load)?;
