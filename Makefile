@@ -43,7 +43,7 @@ eval: model ## Evaluation report (power, quality, false positives, robustness) i
 	@TRACEMARK_CORPUS="$${TRACEMARK_CORPUS:-$$(bash scripts/fetch-corpus.sh)}" \
 	  $(CARGO) run --release -q -p tracemark-lab --bin eval -- --size "$${EVAL_SIZE:-default}" $(EVAL_ARGS)
 
-radioactivity: model ## Students trained on watermarked answers, audited (~30 min on 2 cores, seconds once cached); RADIOACTIVITY_ARGS=--large for more
+radioactivity: model ## Students trained on watermarked answers, audited, closed audits up to 600k scored tuples (~35 min on 2 cores, ~5 min once cached); RADIOACTIVITY_ARGS=--large for more
 	@TRACEMARK_CORPUS="$${TRACEMARK_CORPUS:-$$(bash scripts/fetch-corpus.sh)}" \
 	  $(CARGO) run --release -q -p tracemark-lab --bin radioactivity -- \
 	  --plot target/radioactivity/radioactivity.png $(RADIOACTIVITY_ARGS)
