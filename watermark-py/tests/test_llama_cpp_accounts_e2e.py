@@ -106,9 +106,8 @@ def test_llama_cpp_answers_name_their_account(cli, model_profile, tmp_path):
         assert named in ([], [ACCOUNT]), summary
         if r["scored"] >= 30:
             assert named == [ACCOUNT] and r["accounts"]["best"] == ACCOUNT, summary
-        # The master key still flags each answer long enough to judge, and their pooled count.
-        if r["scored"] >= 80:
-            assert r["watermarked"], summary
+    # The master key still flags them: pooled, since one answer of ~100 scored tokens under a
+    # fresh random key reaches 1e-6 often but not always (CI saw log10 p -4.6 at 118 scored).
     pooled = tracemark.Score.merge([tracemark.Score(r["scored"], r["green"], r["gamma"]) for r in marked])
     assert pooled.log10_p_value < -10, summary
     for r in plain:
