@@ -6,7 +6,7 @@
 //! until its unsupervised closed audit has scored a target number of distinct (window, token)
 //! tuples, and the audit's cumulative curve shows how the evidence grows with the budget.
 
-use watermark_core::{Audit, AuditOptions, AuditReport, CurvePoint, GreenList, WindowFilter};
+use watermark_core::{AuditOptions, AuditReport, CurvePoint, GreenList, WindowFilter};
 
 use super::audits::new_audit;
 use super::{Result, Sample};
@@ -155,16 +155,6 @@ pub fn closed_at_scale(
     })
 }
 
-/// The unsupervised closed audit of `answers` under `green`: one null draw when no answer was
-/// trained on `green`'s texts.
-pub fn closed_log10_p(green: &GreenList, answers: &[Sample]) -> Result<f64> {
-    let mut audit = Audit::new(green.clone(), AuditOptions::default())?;
-    for a in answers {
-        audit.add_output(&a.prompt_ids, &a.response_ids)?;
-    }
-    Ok(audit.score().log10_p_value)
-}
-
 /// For each mark, the first curve point that has scored at least that many tuples (`None`
 /// past the curve's end).
 pub fn curve_at(curve: &[CurvePoint], marks: &[u64]) -> Vec<Option<CurvePoint>> {
@@ -179,7 +169,8 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::ngram::{NgramConfig, NgramTrainer};
-    use watermark_core::{Scheme, SecretKey};
+    use crate::radioactivity::audit_outputs;
+    use watermark_core::{Audit, Scheme, SecretKey};
 
     fn student() -> NgramModel {
         let mut trainer = NgramTrainer::new(200, NgramConfig::default()).unwrap();
@@ -225,7 +216,11 @@ mod tests {
         assert!(scored >= 3_000, "{scored}");
         let answers = one.answers.unwrap();
         assert_eq!(
-            closed_log10_p(&green, &answers).unwrap(),
+            audit_outputs(&green, &answers, None, &AuditOptions::default())
+                .unwrap()
+                .header
+                .score
+                .log10_p_value,
             one.closed.header.score.log10_p_value
         );
         let mut audit = Audit::new(green.clone(), AuditOptions::default()).unwrap();

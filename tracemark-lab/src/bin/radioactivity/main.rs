@@ -17,9 +17,7 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use tracemark_lab::corpus;
 use tracemark_lab::ngram::{Discount, NgramConfig, NgramModel};
-use tracemark_lab::radioactivity::anchor::{
-    closed_at_scale, closed_log10_p, QueryPlan, ScaledClosed,
-};
+use tracemark_lab::radioactivity::anchor::{closed_at_scale, QueryPlan, ScaledClosed};
 use tracemark_lab::radioactivity::prompts::prompts_after;
 use tracemark_lab::radioactivity::teacher::{Progress, Teacher};
 use tracemark_lab::radioactivity::{
@@ -185,7 +183,10 @@ fn main() -> Result<()> {
         let log10_p = answers
             .null_sets
             .iter()
-            .map(|(g, _)| closed_log10_p(g, innocent))
+            .map(|(g, _)| {
+                let report = audit_outputs(g, innocent, None, &AuditOptions::default())?;
+                Ok::<_, tracemark_lab::radioactivity::Error>(report.header.score.log10_p_value)
+            })
             .collect::<std::result::Result<Vec<_>, _>>()?;
         // After the four audits with both rules on.
         checks.insert(
