@@ -277,7 +277,10 @@ pub fn audit(args: &AuditArgs, out: &mut impl Write) -> Result<ExitStatus> {
         );
     }
     match &args.suspect {
-        Some(suspect) => closed_audit(args, suspect, out),
+        Some(suspect) => {
+            let setup = Setup::new(&args.profile, args.tokenizer.as_deref(), args.fpr, false)?;
+            closed_audit(args, setup, suspect, out)
+        }
         None if args.live.prompts.is_some() => live_closed_audit(args, out),
         None => reading_audit(args, out),
     }
@@ -312,7 +315,7 @@ fn live_closed_audit(args: &AuditArgs, out: &mut impl Write) -> Result<ExitStatu
     let Some(cache) = collected else {
         bail!("a live closed-model audit needs --suspect-url, --prompts and --cache");
     };
-    closed_audit(args, &cache, out)
+    closed_audit(args, setup, &cache, out)
 }
 
 /// `--suspect OUTPUTS.jsonl`: one pooled test over every answer. The audit's rules hold here
@@ -321,10 +324,10 @@ fn live_closed_audit(args: &AuditArgs, out: &mut impl Write) -> Result<ExitStatu
 /// profile's generator used).
 fn closed_audit(
     args: &AuditArgs,
+    mut setup: Setup,
     suspect: &std::path::Path,
     out: &mut impl Write,
 ) -> Result<ExitStatus> {
-    let mut setup = Setup::new(&args.profile, args.tokenizer.as_deref(), args.fpr, false)?;
     let mut scanner = closed_scanner(&setup.profile)?;
     let (mut documents, mut tokens) = (0u64, 0u64);
     each_answer(suspect, "auditing", |_, answer| {
