@@ -63,6 +63,16 @@ pub fn table_line<'a>(
     text.trim_end().to_string()
 }
 
+/// ", N unaligned" for a skipped-counts line when a cross-tokenizer reading left tokens
+/// unaligned, else nothing (the count is only shown when it happened).
+pub fn unaligned_suffix(unaligned: u64) -> String {
+    if unaligned > 0 {
+        format!(", {unaligned} unaligned")
+    } else {
+        String::new()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,7 +19,7 @@ use super::reading;
 use super::tokenizer;
 use crate::exit::ExitStatus;
 use crate::input::{max_audit_tuples, BodyFields, Content, Document, Input, IoWording};
-use crate::numbers::{fixed, format_fpr, format_p, grouped};
+use crate::numbers::{fixed, format_fpr, format_p, grouped, unaligned_suffix};
 
 pub const LONG_ABOUT: &str = "Test whether a suspect model was trained on our watermarked \
 outputs (distillation), with one pooled exact test over everything it wrote or predicted.
@@ -482,11 +482,7 @@ fn print_report(
         k.in_prompt,
         k.earlier_in_text,
         k.not_in_filter,
-        if k.unaligned > 0 {
-            format!(", {} unaligned", k.unaligned)
-        } else {
-            String::new()
-        }
+        unaligned_suffix(k.unaligned)
     )?;
     writeln!(
         out,

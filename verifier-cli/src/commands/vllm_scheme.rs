@@ -21,7 +21,7 @@ use super::detect::{read_documents, DetectArgs};
 use super::reading::Suspect;
 use crate::exit::ExitStatus;
 use crate::input::{Content, Document};
-use crate::numbers::{fixed, format_fpr, format_p};
+use crate::numbers::{fixed, format_fpr, format_p, unaligned_suffix};
 
 /// The profile, its tokenizer (loaded when some input is text) and the verdict's rate.
 struct Setup {
@@ -503,11 +503,7 @@ fn print_reading(
         k.repeated,
         k.in_prompt,
         k.earlier_in_text,
-        if k.unaligned > 0 {
-            format!(", {} unaligned", k.unaligned)
-        } else {
-            String::new()
-        }
+        unaligned_suffix(k.unaligned)
     )?;
     print_test(setup, score, out)
 }
