@@ -30,8 +30,8 @@ FIDELITY_TEXTS = os.environ.get("BENCH_FIDELITY_TEXTS", "16")
 THREADS = int(os.environ.get("BENCH_THREADS", "2"))
 PROMPTS = [f"Write a few sentences about the number {i}." for i in range(4)]
 KERNELS = [
-    ("packed", "tracemark, its own kernel (LoadOptions::packed; the file's Q4_1/Q8_0)"),
-    ("default", "tracemark, candle Q8_0 re-quantized (default)"),
+    ("packed", "tracemark, its own kernel (the default; the file's Q4_1/Q8_0)"),
+    ("candle", "tracemark, candle Q8_0 re-quantized (LoadOptions::candle)"),
     ("fast", "tracemark, candle fast matmul (less faithful)"),
 ]
 

@@ -9,7 +9,7 @@
 //!   within the binomial's 1 - 1e-3 bound and the randomised per-key p-values pass KS at 0.001.
 //!   A rule that looked at our token i to decide whether position i is scored (say, "both
 //!   tokenizations have a boundary there in the whole text") biases this pooled count upwards.
-//! - Power: the watermarked reader is flagged at the default false-positive rate on 4 answers.
+//! - Power: the watermarked reader is flagged at the default false-positive rate on 8 answers.
 
 #![allow(clippy::unwrap_used)]
 
@@ -146,13 +146,15 @@ fn reading_through_another_tokenizer_is_exact_under_the_null_and_flags_a_student
     let greens: Vec<GreenList> = (0..KEYS)
         .map(|i| GreenList::new(&key(i), Scheme::default(), vocab).unwrap())
         .collect();
-    // One answer per key for the null, and three more under key 0 for the power check.
+    // One answer per key for the null, and seven more under key 0 for the power check (with
+    // three, 4 x 48 tokens in all, the result sat near the -6 threshold: with tracemark's
+    // kernel in place of candle's it was -5.92).
     let mut jobs: Vec<(GreenList, &str)> = greens
         .iter()
         .enumerate()
         .map(|(i, g)| (g.clone(), PROMPTS[i % PROMPTS.len()]))
         .collect();
-    jobs.extend((1..4).map(|i| (greens[0].clone(), PROMPTS[i])));
+    jobs.extend((1..8).map(|i| (greens[0].clone(), PROMPTS[i % PROMPTS.len()])));
     let started = std::time::Instant::now();
     let texts = answers(&generator, &jobs);
     eprintln!(

@@ -115,7 +115,7 @@ fn main() -> Res<()> {
     let texts = texts(&path, n, len)?;
     let exact = LoadOptions {
         requantize: Some(GgmlDType::F32),
-        ..LoadOptions::default()
+        ..LoadOptions::candle()
     };
     let reference = logits(&Llama::load(&path, &exact)?, &texts)?;
     if let Some(dir) = &dump_dir {
@@ -123,15 +123,18 @@ fn main() -> Res<()> {
     }
     let kernels = [
         (
-            "tracemark kernel (packed: the file's Q4_1/Q8_0, activations per 32)",
+            "tracemark kernel (packed, the default: the file's Q4_1/Q8_0, activations per 32)",
             LoadOptions::packed(),
         ),
-        ("candle Q8_0 re-quantized (default)", LoadOptions::default()),
+        (
+            "candle Q8_0 re-quantized (LoadOptions::candle)",
+            LoadOptions::candle(),
+        ),
         (
             "candle fast_matmul (activations per 256)",
             LoadOptions {
                 fast_matmul: true,
-                ..LoadOptions::default()
+                ..LoadOptions::candle()
             },
         ),
     ];

@@ -3,14 +3,14 @@
 //!
 //! ```text
 //! cargo run --release -p tracemark-model --example forward_bench -- \
-//!     [--threads N] [--fast] [--packed]
+//!     [--threads N] [--fast] [--candle]
 //! ```
 //!
 //! `--threads N` calls `llama::set_threads(N)` first (default: candle's, one per physical core);
-//! `--fast` sets `LoadOptions::fast_matmul`; `--packed` runs tracemark's own kernel on the
-//! file's Q4_1 (`LoadOptions::packed`) instead of candle's per-32 kernel on weights re-quantized
-//! to Q8_0 (the default). The model is found as the tests find it (`TRACEMARK_MODEL`, else the
-//! cache).
+//! `--candle` runs candle's per-32 kernel on weights re-quantized to Q8_0
+//! (`LoadOptions::candle`) instead of tracemark's own kernel on the file's Q4_1 (the default);
+//! `--fast` runs candle's fast Q8_0 kernel (`LoadOptions::fast_matmul`). The model is found as
+//! the tests find it (`TRACEMARK_MODEL`, else the cache).
 
 use std::time::Instant;
 
@@ -60,8 +60,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--threads" => threads = Some(it.next().ok_or("--threads needs a value")?.parse()?),
-            "--packed" => options.requantize = None,
-            "--fast" => options.fast_matmul = true,
+            "--candle" => options = LoadOptions::candle(),
+            "--fast" => {
+                options = LoadOptions {
+                    fast_matmul: true,
+                    ..LoadOptions::candle()
+                }
+            }
             other => return Err(format!("unknown argument {other}").into()),
         }
     }

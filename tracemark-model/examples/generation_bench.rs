@@ -25,21 +25,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(4);
-    // BENCH_KERNEL: `packed` (tracemark's kernel on the file's weights, `LoadOptions::packed`),
-    // `default` (candle's per-32 kernel on weights re-quantized to Q8_0) or `fast` (candle's fast
-    // Q8_0 kernel, less faithful: see `LoadOptions::fast_matmul`; also BENCH_FAST_MATMUL=1).
+    // BENCH_KERNEL: `packed` (the default: tracemark's kernel on the file's weights), `candle`
+    // (candle's per-32 kernel on weights re-quantized to Q8_0, `LoadOptions::candle`) or `fast`
+    // (candle's fast Q8_0 kernel, less faithful: see `LoadOptions::fast_matmul`; also
+    // BENCH_FAST_MATMUL=1).
     let fast = std::env::var("BENCH_FAST_MATMUL").is_ok_and(|v| v == "1");
     let kernel = std::env::var("BENCH_KERNEL")
-        .unwrap_or_else(|_| if fast { "fast" } else { "default" }.to_string());
+        .unwrap_or_else(|_| if fast { "fast" } else { "packed" }.to_string());
     let load = match kernel.as_str() {
         "packed" => LoadOptions::packed(),
-        "default" => LoadOptions::default(),
+        "candle" => LoadOptions::candle(),
         "fast" => LoadOptions {
             fast_matmul: true,
-            ..LoadOptions::default()
+            ..LoadOptions::candle()
         },
         other => {
-            return Err(format!("BENCH_KERNEL={other}: expected packed, default or fast").into())
+            return Err(format!("BENCH_KERNEL={other}: expected packed, candle or fast").into())
         }
     };
     let model = tracemark_model::locate_default_model()?;

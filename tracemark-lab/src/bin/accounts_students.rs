@@ -87,7 +87,7 @@ fn main() -> Result<()> {
     let prompts = PromptSets::from_texts(&texts, args.train, args.held_out, 0, args.seed)?;
     let load = LoadOptions {
         fast_matmul: true,
-        ..LoadOptions::default()
+        ..LoadOptions::candle()
     };
     let model = tracemark_model::locate_default_model()?;
     let t = Instant::now();

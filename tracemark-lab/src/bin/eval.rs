@@ -64,7 +64,7 @@ fn main() -> anyhow::Result<()> {
     let model_path = tracemark_model::locate_default_model()?;
     let options = LoadOptions {
         fast_matmul: args.fast_matmul,
-        ..LoadOptions::default()
+        ..LoadOptions::candle()
     };
     let generator = Generator::load(&model_path, &options)?;
     let model_note = if args.fast_matmul {

@@ -50,21 +50,21 @@ pub use config::LlamaConfig;
 use linear::{check_matrix, proj, Linear, Proj};
 use norm::{add_assign, swiglu, RmsNorm};
 
-/// How to load the weights (the default: every matrix re-quantized to Q8_0 and run by candle's
-/// per-32 kernel; [`LoadOptions::packed`]: tracemark's own kernel on the file's weights).
+/// How to load the weights (the default, [`LoadOptions::packed`]: tracemark's own kernel on the
+/// file's weights; [`LoadOptions::candle`]: every matrix re-quantized to Q8_0 and run by
+/// candle's per-32 kernel).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadOptions {
-    /// Re-quantize every matrix to this format at load time and run it with candle's kernels
-    /// (default `Some(GgmlDType::Q8_0)`); `None` runs tracemark's own kernel instead.
+    /// Re-quantize every matrix to this format at load time and run it with candle's kernels;
+    /// `None` (the default) runs tracemark's own kernel instead.
     ///
     /// With `None` ([`LoadOptions::packed`]), every matrix runs on tracemark's kernel,
     /// activations quantized per 32 values like llama.cpp's: the file's Q4_1 and Q8_0 matrices
     /// (all of SmolLM2's) exactly as stored, other formats quantized to Q8_0 first (f32 and Q8_0
-    /// copies of a model then run alike). It is faster and at least as faithful at batch 1
-    /// (README, "Generation speed") but not yet the default: its speed on two threads is not
-    /// measured on a quiet machine, and the tests that pin the default model's outputs were
-    /// written for candle's kernel. `Some(GgmlDType::F32)` runs the file's weights exactly,
-    /// unquantized (slow, for reference).
+    /// copies of a model then run alike). It is faster than llama.cpp on the same file and at
+    /// least as faithful (README, "Generation speed"). `Some(GgmlDType::Q8_0)`
+    /// ([`LoadOptions::candle`]) was the default before it; `Some(GgmlDType::F32)` runs the
+    /// file's weights exactly, unquantized (slow, for reference).
     pub requantize: Option<GgmlDType>,
     /// Use candle's fastest Q8_0 kernel for every matrix, at some cost in fidelity (default:
     /// `false`). Re-quantizes to Q8_0 when `requantize` is `None`; only matters for Q8_0 on x86
@@ -74,7 +74,7 @@ pub struct LoadOptions {
     /// and SmolLM2's hidden states have outlier channels: measured on 4,112 positions of human
     /// text against the exact (f32) weights (`examples/fidelity_bench.rs --texts 16`), top-1
     /// agreement is 90.6% and the mean KL divergence 0.022 nats, against 95.9% and 0.0036 for
-    /// the default (95.6%, 0.0051 for candle's per-32 Q8_0 kernel; llama.cpp on the same
+    /// the default kernel (95.6%, 0.0051 for candle's per-32 Q8_0 kernel; llama.cpp on the same
     /// tokens: 95.5%, 0.0037). It is faster than the default over a whole text read at once
     /// (`forward_all`: about 2.8x on one thread), slower at batch 1 (see
     /// `examples/forward_bench.rs`).
@@ -85,14 +85,20 @@ pub struct LoadOptions {
 
 impl Default for LoadOptions {
     fn default() -> Self {
+        Self::packed()
+    }
+}
+
+impl LoadOptions {
+    /// candle's per-32 Q8_0 kernel on every matrix re-quantized to Q8_0 (the default before
+    /// tracemark's kernel; the lab's caches were made with it).
+    pub fn candle() -> Self {
         Self {
             requantize: Some(GgmlDType::Q8_0),
             fast_matmul: false,
         }
     }
-}
 
-impl LoadOptions {
     /// tracemark's own kernel on the file's weights (see [`LoadOptions::requantize`]).
     pub fn packed() -> Self {
         Self {

@@ -130,7 +130,7 @@ fn main() -> Result<()> {
     let prompts = Prompts::read(&args)?;
     let load = LoadOptions {
         fast_matmul: !args.exact,
-        ..LoadOptions::default()
+        ..LoadOptions::candle()
     };
     let teacher = Teacher::load(&model_path, load, &args.cache)?;
     let settings = TeacherSettings::new(
