@@ -14,13 +14,15 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Parser;
 use tracemark_lab::corpus;
 use tracemark_lab::neural::{
     load_pretrained, settings_digest, student_outputs, train, write_gguf, Example, PrefixCache,
     SavedDType, StudentOutputs, TrainOptions, Tuning,
 };
+use tracemark_lab::radioactivity::anchor::{curve_at, ScaledAudit, ScaledClosed};
+use tracemark_lab::radioactivity::prompts::prompts_after;
 use tracemark_lab::radioactivity::teacher::Teacher;
 use tracemark_lab::radioactivity::{
     audit_outputs, audit_reading, watermarked_share, window_filter, NullCheck, PromptSets, Sample,
@@ -29,7 +31,10 @@ use tracemark_lab::radioactivity::{
 use tracemark_model::generate::GenerateOptions;
 use tracemark_model::llama::{set_threads, LoadOptions};
 use tracemark_model::reading::top1_predictions;
-use watermark_core::{AuditOptions, AuditReport, GreenList, Sampling};
+use watermark_core::{
+    grouped, AuditOptions, AuditReport, Fpr, GreenList, Pilot, Plan, PlanOptions, Planner,
+    Prediction, Sampling,
+};
 
 /// Watermarked shares of the students.
 const RHOS: [f64; 3] = [0.0, 0.10, 1.0];
@@ -79,6 +84,17 @@ struct Args {
     /// Sampling temperature of the students' answers.
     #[arg(long, default_value_t = 0.7)]
     student_temperature: f32,
+    /// Closed audits past the pilot: each student answers fresh prompts until its
+    /// unsupervised closed audit has scored this many tuples (0: skip). The held-out audit is
+    /// the pilot whose power plan this larger audit checks.
+    #[arg(long, default_value_t = 20_000)]
+    scale_scored: u64,
+    /// ...or until it has answered this many fresh prompts.
+    #[arg(long, default_value_t = 1_000)]
+    scale_prompts: usize,
+    /// Fresh prompts answered per cached round of the larger audit.
+    #[arg(long, default_value_t = 64)]
+    scale_round: usize,
     /// CPU threads.
     #[arg(long, default_value_t = 2)]
     threads: usize,
@@ -109,6 +125,18 @@ struct Row {
     reading: AuditReport,
     reading_supervised: AuditReport,
     train_seconds: f64,
+    /// The larger closed audit, when asked for.
+    scaled: Option<Scaled>,
+}
+
+/// A student's larger closed audit, and what the pilot's power plan said of it.
+struct Scaled {
+    audit: ScaledClosed,
+    /// The plan from the held-out (pilot) audit.
+    plan: Plan,
+    /// The pilot's prediction for an audit of the size reached.
+    prediction: Option<Prediction>,
+    seconds: f64,
 }
 
 fn main() -> Result<()> {
@@ -124,7 +152,7 @@ fn main() -> Result<()> {
     let texts = corpus::read_texts(&corpus_path)?;
     let load = LoadOptions {
         fast_matmul: !args.exact,
-        ..LoadOptions::default()
+        ..LoadOptions::candle()
     };
     let teacher = Teacher::load(&model_path, load.clone(), &args.teacher_cache)?;
     let data = TeacherData::collect(&teacher, &texts, &args)?;
@@ -156,6 +184,7 @@ fn main() -> Result<()> {
     };
     let (rows, innocent) = lab.students(&teacher, &texts, &data)?;
     print_table(&rows, &args);
+    print_scaled(&rows, &args);
     if let Some((path, outputs)) = &innocent {
         let null_started = Instant::now();
         let checks = null_checks(&teacher, path, &load, outputs, &data.null_sets)?;
@@ -179,6 +208,8 @@ struct TeacherData {
     wm: Vec<Sample>,
     plain: Vec<Sample>,
     held_out: Vec<String>,
+    /// Fresh prompts of the larger closed audits: none of training, held-out or null.
+    scale: Vec<String>,
     null_sets: Vec<(GreenList, Vec<Sample>)>,
     seconds: f64,
 }
@@ -197,6 +228,18 @@ impl TeacherData {
             teacher.vocab_size(),
         )?;
         let (all, held_out, null) = (prompts.train, prompts.held_out, prompts.null);
+        let scale = match args.scale_scored {
+            0 => Vec::new(),
+            _ => prompts_after(
+                texts,
+                args.train + args.held_out + null_total,
+                args.scale_prompts,
+                args.seed,
+            ),
+        };
+        if args.scale_scored > 0 && scale.is_empty() {
+            bail!("the corpus has no prompts left for the larger closed audits");
+        }
         let (green, generate) = (settings.green.clone(), &settings.generate);
         let progress = |label: &'static str| {
             move |p: tracemark_lab::radioactivity::teacher::Progress| {
@@ -220,6 +263,7 @@ impl TeacherData {
             wm,
             plain,
             held_out,
+            scale,
             null_sets,
             seconds: started.elapsed().as_secs_f64(),
         })
@@ -454,8 +498,70 @@ impl Lab<'_> {
             reading: audit_reading(g, &all_wm, &out.predictions, None, &options)?,
             reading_supervised: audit_reading(g, ours, &served_predictions, None, &options)?,
             train_seconds,
+            scaled: None,
         };
-        Ok((row, out))
+        let scaled = match a.scale_scored {
+            0 => None,
+            _ => Some(self.scale(name, path, key, data, ours, &row.closed, &generate)?),
+        };
+        Ok((Row { scaled, ..row }, out))
+    }
+
+    /// The larger closed audit of the student at `path`: it answers the fresh prompts, a
+    /// cached round at a time, until its unsupervised audit has scored `--scale-scored`
+    /// tuples; `pilot` (its held-out audit) plans the size and predicts the result.
+    #[allow(clippy::too_many_arguments)]
+    fn scale(
+        &self,
+        name: &str,
+        path: &Path,
+        key: &str,
+        data: &TeacherData,
+        served: &[&Sample],
+        pilot: &AuditReport,
+        pilot_generate: &GenerateOptions,
+    ) -> Result<Scaled> {
+        let a = self.args;
+        let started = Instant::now();
+        let options = PlanOptions::new(Fpr::new(1e-6)?, 0.5, 0.95)?;
+        let planner = Planner::new(Pilot::new(&pilot.header.score, pilot.documents), options)?;
+        let filter = window_filter(&data.green, served)?;
+        let mut audit = ScaledAudit::new(&data.green, filter, a.scale_scored, false)?;
+        // Query q (the q-th fresh prompt) is drawn with seed `base + q`, past the pilot's.
+        let base = pilot_generate
+            .seed
+            .wrapping_add(a.held_out as u64)
+            .wrapping_add(1 << 20);
+        for (round, prompts) in data.scale.chunks(a.scale_round.max(1)).enumerate() {
+            let generate = GenerateOptions {
+                seed: base.wrapping_add((round * a.scale_round.max(1)) as u64),
+                ..pilot_generate.clone()
+            };
+            let out = student_outputs(path, key, prompts, &[], &generate, self.load, &a.cache)?;
+            let mut enough = false;
+            for answer in &out.answers {
+                enough = audit.add(answer)?;
+                if enough {
+                    break;
+                }
+            }
+            eprint!(
+                "\r{name}, larger closed audit: {} answers   ",
+                (round + 1) * a.scale_round.max(1)
+            );
+            if enough {
+                break;
+            }
+        }
+        eprintln!();
+        let audit = audit.finish();
+        let prediction = planner.predict(audit.closed.header.score.scored);
+        Ok(Scaled {
+            audit,
+            plan: planner.plan(),
+            prediction,
+            seconds: started.elapsed().as_secs_f64(),
+        })
     }
 }
 
@@ -586,5 +692,102 @@ fn print_table(rows: &[Row], args: &Args) {
          (supervised: only those it was served). Targets: flagged at log10 p ≤ -6. train min: 0 when cached.\n\
          Sander et al. (7B students, ~100k instructions): closed −4.7 at ρ = 10%; reading −15.6 at ρ = 10%;\n\
          supervised ρ = 1%: ≈ −12 closed, ≤ −30 reading."
+    );
+}
+
+/// The larger closed audits beside their pilots' plans, and their cumulative curves.
+fn print_scaled(rows: &[Row], args: &Args) {
+    if !rows.iter().any(|r| r.scaled.is_some()) {
+        return;
+    }
+    println!(
+        "\nLarger closed audits: each student answers up to {} fresh prompts (≤ {} tokens, T = {}) \
+         until its unsupervised audit has scored {} tuples; the held-out audit above is the pilot \
+         (plan: target p ≤ 1e-6, probability 0.5, 95% intervals)",
+        args.scale_prompts, args.student_max_tokens, args.student_temperature, args.scale_scored
+    );
+    println!(
+        "{:<22} | {:>8} {:>7} | {:>24} | {:>7} {:>7} | {:>8} {:>8} | {:>22} {:>6} | {:>5}",
+        "student",
+        "pilot",
+        "scored",
+        "planned scored (95%)",
+        "queries",
+        "scored",
+        "log10 p",
+        "superv.",
+        "predicted (95%)",
+        "inside",
+        "min"
+    );
+    for r in rows {
+        let Some(s) = &r.scaled else { continue };
+        let planned = match (s.plan.scored_tokens, s.plan.scored_tokens_interval) {
+            (Some(n), [lo, hi]) => format!(
+                "{} ({}–{})",
+                grouped(n),
+                lo.map_or("?".into(), grouped),
+                hi.map_or("∞".into(), grouped)
+            ),
+            (None, _) => "none".to_string(),
+        };
+        let observed = s.audit.closed.header.score.log10_p_value;
+        let (predicted, inside) = match &s.prediction {
+            Some(p) => (
+                format!(
+                    "{:.1} ({:.1} to {:.1})",
+                    p.log10_p_median, p.log10_p_interval[0], p.log10_p_interval[1]
+                ),
+                if (p.log10_p_interval[0]..=p.log10_p_interval[1]).contains(&observed) {
+                    "yes"
+                } else {
+                    "no"
+                },
+            ),
+            None => ("-".to_string(), "-"),
+        };
+        println!(
+            "{:<22} | {:>8.1} {:>7} | {:>24} | {:>7} {:>7} | {:>8.1} {:>8.1} | {:>22} {:>6} | {:>5.1}",
+            r.name,
+            r.closed.header.score.log10_p_value,
+            r.closed.header.score.scored,
+            planned,
+            s.audit.queried.queries,
+            s.audit.closed.header.score.scored,
+            observed,
+            s.audit.supervised.header.score.log10_p_value,
+            predicted,
+            inside,
+            s.seconds / 60.0
+        );
+    }
+    let marks: Vec<u64> = [1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000]
+        .into_iter()
+        .filter(|&m| m <= args.scale_scored)
+        .collect();
+    println!(
+        "\nCumulative curve of the larger closed audits: log10 p after this many scored tuples"
+    );
+    let head: Vec<String> = marks
+        .iter()
+        .map(|&m| format!("{:>8}", grouped(m)))
+        .collect();
+    println!("{:<22} | {}", "student", head.join(" "));
+    for r in rows {
+        let Some(s) = &r.scaled else { continue };
+        let cells: Vec<String> = curve_at(&s.audit.curve, &marks)
+            .into_iter()
+            .map(|p| {
+                p.map_or(format!("{:>8}", "-"), |p| {
+                    format!("{:>8.1}", p.log10_p_value)
+                })
+            })
+            .collect();
+        println!("{:<22} | {}", r.name, cells.join(" "));
+    }
+    println!(
+        "planned: scored tuples at which the pilot's median p reaches 1e-6 (∞: its rate's lower bound \
+         is ≤ γ); predicted: the pilot's log10 p for an audit of the size reached; superv.: the same \
+         answers, only windows of the answers it was served; min: minutes (0 when cached)"
     );
 }

@@ -6,7 +6,7 @@
 //! until its unsupervised closed audit has scored a target number of distinct (window, token)
 //! tuples, and the audit's cumulative curve shows how the evidence grows with the budget.
 
-use watermark_core::{AuditOptions, AuditReport, CurvePoint, GreenList, WindowFilter};
+use watermark_core::{Audit, AuditOptions, AuditReport, CurvePoint, GreenList, WindowFilter};
 
 use super::audits::new_audit;
 use super::{Result, Sample};
@@ -123,6 +123,71 @@ pub struct ScaledClosed {
     pub answers: Option<Vec<Sample>>,
 }
 
+/// The audits of a [`ScaledClosed`], fed one answer at a time: the loop that draws answers
+/// (an n-gram student's threads, a neural student's batches) stays the caller's.
+#[derive(Debug)]
+pub struct ScaledAudit {
+    closed: Audit,
+    supervised: Audit,
+    target_scored: u64,
+    queried: Queried,
+    kept: Option<Vec<Sample>>,
+}
+
+impl ScaledAudit {
+    /// Empty audits under `green`, unsupervised and with `filter`, that are enough once the
+    /// unsupervised one has scored `target_scored` tuples; keeps the answers when
+    /// `keep_answers`.
+    pub fn new(
+        green: &GreenList,
+        filter: WindowFilter,
+        target_scored: u64,
+        keep_answers: bool,
+    ) -> Result<Self> {
+        let options = AuditOptions::default();
+        Ok(ScaledAudit {
+            closed: new_audit(green, None, &options)?,
+            supervised: new_audit(green, Some(filter), &options)?,
+            target_scored,
+            queried: Queried {
+                queries: 0,
+                sampled_tokens: 0,
+            },
+            kept: keep_answers.then(Vec::new),
+        })
+    }
+
+    /// Audits one more answer; `true` once the target is reached.
+    pub fn add(&mut self, answer: &Sample) -> Result<bool> {
+        self.closed
+            .add_output(&answer.prompt_ids, &answer.response_ids)?;
+        self.supervised
+            .add_output(&answer.prompt_ids, &answer.response_ids)?;
+        self.queried.queries += 1;
+        self.queried.sampled_tokens += answer.response_ids.len() as u64;
+        if let Some(kept) = &mut self.kept {
+            kept.push(answer.clone());
+        }
+        Ok(self.enough())
+    }
+
+    /// Whether the unsupervised audit has scored the target.
+    pub fn enough(&self) -> bool {
+        self.closed.score().scored >= self.target_scored
+    }
+
+    /// The reports.
+    pub fn finish(self) -> ScaledClosed {
+        ScaledClosed {
+            queried: self.queried,
+            closed: self.closed.report(),
+            supervised: self.supervised.report(),
+            curve: self.closed.curve(),
+            answers: self.kept,
+        }
+    }
+}
+
 /// Queries `student` as `plan` says and audits its answers under `green`, unsupervised and
 /// with `filter`; keeps the answers when `keep_answers`.
 pub fn closed_at_scale(
@@ -134,25 +199,10 @@ pub fn closed_at_scale(
     plan: &QueryPlan,
     keep_answers: bool,
 ) -> Result<ScaledClosed> {
-    let options = AuditOptions::default();
-    let mut closed = new_audit(green, None, &options)?;
-    let mut supervised = new_audit(green, Some(filter), &options)?;
-    let mut kept = Vec::new();
-    let queried = query_student(student, prompts, stop, plan, |a| {
-        closed.add_output(&a.prompt_ids, &a.response_ids)?;
-        supervised.add_output(&a.prompt_ids, &a.response_ids)?;
-        if keep_answers {
-            kept.push(a.clone());
-        }
-        Ok(closed.score().scored >= plan.target_scored)
-    })?;
-    Ok(ScaledClosed {
-        queried,
-        closed: closed.report(),
-        supervised: supervised.report(),
-        curve: closed.curve(),
-        answers: keep_answers.then_some(kept),
-    })
+    let mut audit = ScaledAudit::new(green, filter, plan.target_scored, keep_answers)?;
+    let queried = query_student(student, prompts, stop, plan, |a| audit.add(a))?;
+    debug_assert_eq!(queried, audit.queried);
+    Ok(audit.finish())
 }
 
 /// For each mark, the first curve point that has scored at least that many tuples (`None`
