@@ -36,8 +36,6 @@ use watermark_core::{
     Prediction, Sampling,
 };
 
-/// Watermarked shares of the students.
-const RHOS: [f64; 3] = [0.0, 0.10, 1.0];
 /// Bump when training or saving changes what a cached student contains.
 const STUDENT_VERSION: u32 = 1;
 
@@ -47,6 +45,10 @@ struct Args {
     /// Training prompts; the teacher answers each with and without the watermark.
     #[arg(long, default_value_t = 128)]
     train: usize,
+    /// Watermarked shares of the students' training answers (comma-separated); with 1, the
+    /// ρ = 100% student is also fine-tuned on clean text, and with 0 the null checks run.
+    #[arg(long, value_delimiter = ',', default_values_t = [0.0, 0.10, 1.0])]
+    rhos: Vec<f64>,
     /// Held-out prompts each student answers (the closed-model audit).
     #[arg(long, default_value_t = 32)]
     held_out: usize,
@@ -321,7 +323,10 @@ impl Lab<'_> {
         let mut prefix = PrefixCache::new();
         let mut innocent: Option<Innocent> = None;
         let mut full: Option<(PathBuf, String)> = None;
-        for &rho in &RHOS {
+        for &rho in &self.args.rhos {
+            if !(0.0..=1.0).contains(&rho) {
+                bail!("--rhos: {rho} is not a share in [0, 1]");
+            }
             let share = watermarked_share(data.wm.len(), rho, self.args.seed);
             let training: Vec<&Sample> = share
                 .iter()
