@@ -32,8 +32,8 @@ use tracemark_model::generate::GenerateOptions;
 use tracemark_model::llama::{set_threads, LoadOptions};
 use tracemark_model::reading::top1_predictions;
 use watermark_core::{
-    grouped, AuditOptions, AuditReport, Fpr, GreenList, Pilot, Plan, PlanOptions, Planner,
-    Prediction, Sampling,
+    grouped, AuditOptions, AuditReport, GreenList, Pilot, Plan, PlanOptions, Planner, Prediction,
+    Sampling,
 };
 
 /// Bump when training or saving changes what a cached student contains.
@@ -528,7 +528,8 @@ impl Lab<'_> {
     ) -> Result<Scaled> {
         let a = self.args;
         let started = Instant::now();
-        let options = PlanOptions::new(Fpr::new(1e-6)?, 0.5, 0.95)?;
+        // The defaults of `tracemark audit --plan`: p ≤ 1e-6 with probability 0.5, 95% intervals.
+        let options = PlanOptions::default();
         let planner = Planner::new(Pilot::new(&pilot.header.score, pilot.documents), options)?;
         let filter = window_filter(&data.green, served)?;
         let mut audit = ScaledAudit::new(&data.green, filter, a.scale_scored, false)?;
@@ -537,9 +538,10 @@ impl Lab<'_> {
             .seed
             .wrapping_add(a.held_out as u64)
             .wrapping_add(1 << 20);
-        for (round, prompts) in data.scale.chunks(a.scale_round.max(1)).enumerate() {
+        let round_size = a.scale_round.max(1);
+        for (round, prompts) in data.scale.chunks(round_size).enumerate() {
             let generate = GenerateOptions {
-                seed: base.wrapping_add((round * a.scale_round.max(1)) as u64),
+                seed: base.wrapping_add((round * round_size) as u64),
                 ..pilot_generate.clone()
             };
             let out = student_outputs(path, key, prompts, &[], &generate, self.load, &a.cache)?;
@@ -552,7 +554,7 @@ impl Lab<'_> {
             }
             eprint!(
                 "\r{name}, larger closed audit: {} answers   ",
-                (round + 1) * a.scale_round.max(1)
+                (round + 1) * round_size
             );
             if enough {
                 break;
