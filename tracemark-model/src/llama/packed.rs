@@ -30,6 +30,8 @@ const PAIR: usize = 2 * BLOCK;
 const LANES: usize = 16;
 /// Output rows per unit of work handed to a thread.
 const ROWS_PER_TASK: usize = 16;
+/// Activation rows per call of the kernel (independent accumulators, one weight unpacking).
+const TILE: usize = 4;
 
 /// The weight formats this kernel runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -244,10 +246,24 @@ impl PackedMatrix {
             let Ok(mut slot) = slots[t].lock() else {
                 return;
             };
-            for (k, out) in slot.chunks_exact_mut(m).enumerate() {
-                let w = self.row(t * ROWS_PER_TASK + k);
-                for (i, o) in out.iter_mut().enumerate() {
-                    *o = dot(&w, &acts.row(i), simd);
+            let weights: Vec<WeightRow> = (0..slot.len() / m.max(1))
+                .map(|k| self.row(t * ROWS_PER_TASK + k))
+                .collect();
+            // Activation rows in tiles of `TILE`, each against the task's weight rows: both
+            // stay in L1, and each weight pair is unpacked once per tile.
+            let tiles = m / TILE;
+            for tile in 0..tiles {
+                let i = tile * TILE;
+                let rows: [ActivationRow; TILE] = std::array::from_fn(|j| acts.row(i + j));
+                for (k, w) in weights.iter().enumerate() {
+                    let v = dot_rows(w, rows.each_ref(), simd);
+                    slot[k * m + i..][..TILE].copy_from_slice(&v);
+                }
+            }
+            for i in tiles * TILE..m {
+                let a = acts.row(i);
+                for (k, w) in weights.iter().enumerate() {
+                    slot[k * m + i] = dot(w, &a, simd);
                 }
             }
         };
@@ -379,16 +395,22 @@ pub(super) fn kernel_available() -> bool {
     }
 }
 
-/// The dot product of a weight row and an activation row (same pair count).
-fn dot(w: &WeightRow, a: &ActivationRow, simd: bool) -> f32 {
+/// The dot products of a weight row with `N` activation rows (same pair count).
+fn dot_rows<const N: usize>(w: &WeightRow, a: [&ActivationRow; N], simd: bool) -> [f32; N] {
     #[cfg(target_arch = "x86_64")]
     if simd {
-        if let Some(v) = super::packed_x86::dot(w, a) {
+        if let Some(v) = super::packed_x86::dot_rows(w, a) {
             return v;
         }
     }
     let _ = simd;
-    dot_scalar(w, a)
+    a.map(|a| dot_scalar(w, a))
+}
+
+/// The dot product of a weight row and an activation row (same pair count).
+fn dot(w: &WeightRow, a: &ActivationRow, simd: bool) -> f32 {
+    let [v] = dot_rows(w, [a], simd);
+    v
 }
 
 /// The reference: the same integer sums and the same float operations, in the same order, as

@@ -108,17 +108,24 @@ fn simd_equals_scalar() {
     for &dtype in FORMATS {
         for &(rows, cols) in SHAPES {
             let m = packed(&quantized(rows, cols, dtype, 5));
-            let x = values(3 * cols, 11);
+            let x = values(4 * cols, 11);
             let acts = QuantizedActivations::new(&x, cols, m.pairs);
+            let tile: [ActivationRow; 4] = std::array::from_fn(|i| acts.row(i));
             for r in 0..rows {
-                for i in 0..3 {
-                    let (w, a) = (m.row(r), acts.row(i));
-                    let scalar = dot_scalar(&w, &a);
-                    let simd = dot(&w, &a, true);
+                let w = m.row(r);
+                let tiled = dot_rows(&w, tile.each_ref(), true);
+                for (i, a) in tile.iter().enumerate() {
+                    let scalar = dot_scalar(&w, a);
+                    let simd = dot(&w, a, true);
                     assert_eq!(
                         simd.to_bits(),
                         scalar.to_bits(),
                         "{dtype:?} ({rows}, {cols})"
+                    );
+                    assert_eq!(
+                        tiled[i].to_bits(),
+                        scalar.to_bits(),
+                        "{dtype:?} ({rows}, {cols}), tile row {i}"
                     );
                 }
             }
@@ -175,7 +182,8 @@ fn rows_are_independent() {
         let (rows, cols) = (40, 96);
         let a = packed(&quantized(rows, cols, dtype, 17));
         let b = packed(&quantized(9, cols, dtype, 19));
-        let x = values(5 * cols, 23);
+        // 9 rows: two tiles of the multi-row kernel and one row alone.
+        let x = values(9 * cols, 23);
         let batch = a.matmul(&x);
         for (i, xr) in x.chunks_exact(cols).enumerate() {
             assert_eq!(a.matmul(xr), batch[i * rows..(i + 1) * rows]);
