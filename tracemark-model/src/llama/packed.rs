@@ -369,9 +369,22 @@ fn quantize_block(block: &[f32], half: usize, q: &mut [i8]) -> f32 {
     let scale = amax / 127.0;
     let inverse = if scale > 0.0 { 1.0 / scale } else { 0.0 };
     for (e, &v) in block.iter().enumerate() {
-        q[pair_position(half, e)] = (v * inverse).round_ties_even().clamp(-127.0, 127.0) as i8;
+        q[pair_position(half, e)] = round_ties_even_small(v * inverse).clamp(-127.0, 127.0) as i8;
     }
     scale
+}
+
+/// `x.round_ties_even()` for `|x| <= 2^22` (here at most 127 plus rounding): adding and
+/// subtracting 1.5 * 2^23 leaves no bits below the units, and IEEE addition rounds to nearest,
+/// ties to even. Unlike `round_ties_even`, which compiles to a libm call without SSE4.1 enabled,
+/// it stays two additions. Larger or non-finite values are returned unchanged.
+fn round_ties_even_small(x: f32) -> f32 {
+    const SHIFT: f32 = 12_582_912.0;
+    if x.abs() <= 4_194_304.0 {
+        (x + SHIFT) - SHIFT
+    } else {
+        x
+    }
 }
 
 /// One quantized activation row.

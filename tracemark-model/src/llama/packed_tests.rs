@@ -215,3 +215,27 @@ fn other_formats_are_left_to_candle() {
     let q = quantized(2, 256, GgmlDType::Q4K, 1);
     assert!(PackedMatrix::from_qtensor(&q).unwrap().is_none());
 }
+
+/// The two-addition rounding equals `round_ties_even` on the activations' range (every
+/// quarter step, the ties included) and leaves large values alone.
+#[test]
+fn small_rounding_is_round_ties_even() {
+    for i in -1200..=1200 {
+        let x = i as f32 / 8.0 + 0.125 * (i % 3) as f32 / 7.0;
+        assert_eq!(round_ties_even_small(x), x.round_ties_even(), "{x}");
+    }
+    for x in [
+        0.5f32,
+        1.5,
+        2.5,
+        -0.5,
+        -1.5,
+        126.5,
+        -126.5,
+        4_194_304.0,
+        1e9,
+        -1e9,
+    ] {
+        assert_eq!(round_ties_even_small(x), x.round_ties_even(), "{x}");
+    }
+}

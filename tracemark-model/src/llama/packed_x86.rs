@@ -12,7 +12,7 @@
 use std::arch::x86_64::*;
 use std::sync::OnceLock;
 
-use super::packed::{reduce, ActivationRow, Format, WeightRow};
+use super::packed::{ActivationRow, Format, WeightRow};
 
 /// Whether this CPU has the instructions the kernel uses (checked once).
 pub(super) fn available() -> bool {
@@ -53,18 +53,11 @@ pub(super) fn dot_rows<const N: usize>(w: &WeightRow, a: [&ActivationRow; N]) ->
     // at `p * pair_bytes`, and of each activation row 64 bytes at `p * 64`, 16 offsets at
     // `p * 16` and two scales at `2 * p`; the offset sums read 16 values at multiples of 16
     // below `sums.len()`, which is `w.mins.len()` for Q4_1.
-    let (lanes, mins) = unsafe { dot_avx512(w, &a, pairs) };
-    Some(std::array::from_fn(|i| {
-        let mut total = reduce(&lanes[i]);
-        if w.format == Format::Q4_1 {
-            total += reduce(&mins[i]);
-        }
-        total
-    }))
+    Some(unsafe { dot_avx512(w, &a, pairs) })
 }
 
-/// Per activation row, the lane accumulators of the scaled integer sums and of Q4_1's offset
-/// terms.
+/// Per activation row, the reduced lane accumulators of the scaled integer sums, plus those of
+/// Q4_1's offset terms.
 ///
 /// # Safety
 /// The CPU must have AVX512F/BW/VL/VNNI and the slices the lengths that [`dot_rows`] checks.
@@ -73,7 +66,7 @@ unsafe fn dot_avx512<const N: usize>(
     w: &WeightRow,
     a: &[&ActivationRow; N],
     pairs: usize,
-) -> ([[f32; 16]; N], [[f32; 16]; N]) {
+) -> [f32; N] {
     let mut acc = [_mm512_setzero_ps(); N];
     let low_nibbles = _mm256_set1_epi8(0x0F);
     for p in 0..pairs {
@@ -109,12 +102,7 @@ unsafe fn dot_avx512<const N: usize>(
             *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), scale, *acc);
         }
     }
-    let mut lanes = [[0f32; 16]; N];
-    let mut mins = [[0f32; 16]; N];
-    for (lanes, acc) in lanes.iter_mut().zip(acc) {
-        // SAFETY: 16 floats into an array of 16.
-        unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), acc) };
-    }
+    let mut totals = acc.map(|acc| reduce_avx512(acc));
     if w.format == Format::Q4_1 {
         let mut macc = [_mm512_setzero_ps(); N];
         for c in (0..w.mins.len()).step_by(16) {
@@ -127,10 +115,20 @@ unsafe fn dot_avx512<const N: usize>(
                 *macc = _mm512_fmadd_ps(m, s, *macc);
             }
         }
-        for (mins, macc) in mins.iter_mut().zip(macc) {
-            // SAFETY: 16 floats into an array of 16.
-            unsafe { _mm512_storeu_ps(mins.as_mut_ptr(), macc) };
+        for (total, macc) in totals.iter_mut().zip(macc) {
+            *total += reduce_avx512(macc);
         }
     }
-    (lanes, mins)
+    totals
+}
+
+/// `packed::reduce` on a vector: the same fixed tree (lane `i` plus lane `i + width`, for width
+/// 8, 4, 2 and 1), so the same bits.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+fn reduce_avx512(v: __m512) -> f32 {
+    let high = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+    let x = _mm256_add_ps(_mm512_castps512_ps256(v), high);
+    let x = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+    let x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+    _mm_cvtss_f32(_mm_add_ss(x, _mm_shuffle_ps(x, x, 1)))
 }
