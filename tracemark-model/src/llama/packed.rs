@@ -374,16 +374,16 @@ fn quantize_block(block: &[f32], half: usize, q: &mut [i8]) -> f32 {
     scale
 }
 
-/// `x.round_ties_even()` for `|x| <= 2^22` (here at most 127 plus rounding): adding and
-/// subtracting 1.5 * 2^23 leaves no bits below the units, and IEEE addition rounds to nearest,
-/// ties to even. Unlike `round_ties_even`, which compiles to a libm call without SSE4.1 enabled,
-/// it stays two additions. Larger or non-finite values are returned unchanged.
+/// `x.round_ties_even()`, as two additions on the activations' range (`|x| <= 2^22`; here at
+/// most 127 plus rounding): adding 1.5 * 2^23 leaves no bits below the units, and IEEE addition
+/// rounds to nearest, ties to even. `round_ties_even` alone compiles to a libm call per value
+/// without SSE4.1 enabled; it stays the path for larger and non-finite values.
 fn round_ties_even_small(x: f32) -> f32 {
     const SHIFT: f32 = 12_582_912.0;
     if x.abs() <= 4_194_304.0 {
         (x + SHIFT) - SHIFT
     } else {
-        x
+        x.round_ties_even()
     }
 }
 

@@ -217,7 +217,7 @@ fn other_formats_are_left_to_candle() {
 }
 
 /// The two-addition rounding equals `round_ties_even` on the activations' range (every
-/// quarter step, the ties included) and leaves large values alone.
+/// eighth step, the ties included) and beyond it.
 #[test]
 fn small_rounding_is_round_ties_even() {
     for i in -1200..=1200 {
