@@ -246,23 +246,24 @@ impl PackedMatrix {
             let Ok(mut slot) = slots[t].lock() else {
                 return;
             };
-            let weights: Vec<WeightRow> = (0..slot.len() / m.max(1))
-                .map(|k| self.row(t * ROWS_PER_TASK + k))
-                .collect();
+            // The task's weight rows, on the stack: no allocation per task on the decode path.
+            let count = slot.len() / m.max(1);
+            let weights: [Option<WeightRow>; ROWS_PER_TASK] =
+                std::array::from_fn(|k| (k < count).then(|| self.row(t * ROWS_PER_TASK + k)));
             // Activation rows in tiles of `TILE`, each against the task's weight rows: both
             // stay in L1, and each weight pair is unpacked once per tile.
             let tiles = m / TILE;
             for tile in 0..tiles {
                 let i = tile * TILE;
                 let rows: [ActivationRow; TILE] = std::array::from_fn(|j| acts.row(i + j));
-                for (k, w) in weights.iter().enumerate() {
+                for (k, w) in weights.iter().flatten().enumerate() {
                     let v = dot_rows(w, rows.each_ref(), simd);
                     slot[k * m + i..][..TILE].copy_from_slice(&v);
                 }
             }
             for i in tiles * TILE..m {
                 let a = acts.row(i);
-                for (k, w) in weights.iter().enumerate() {
+                for (k, w) in weights.iter().flatten().enumerate() {
                     slot[k * m + i] = dot(w, &a, simd);
                 }
             }
