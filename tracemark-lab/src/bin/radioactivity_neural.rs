@@ -323,10 +323,11 @@ impl Lab<'_> {
         let mut prefix = PrefixCache::new();
         let mut innocent: Option<Innocent> = None;
         let mut full: Option<(PathBuf, String)> = None;
+        // Checked before any student is trained, not when its turn comes.
+        if let Some(rho) = self.args.rhos.iter().find(|r| !(0.0..=1.0).contains(*r)) {
+            bail!("--rhos: {rho} is not a share in [0, 1]");
+        }
         for &rho in &self.args.rhos {
-            if !(0.0..=1.0).contains(&rho) {
-                bail!("--rhos: {rho} is not a share in [0, 1]");
-            }
             let share = watermarked_share(data.wm.len(), rho, self.args.seed);
             let training: Vec<&Sample> = share
                 .iter()
