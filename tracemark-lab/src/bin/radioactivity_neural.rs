@@ -25,7 +25,7 @@ use tracemark_lab::radioactivity::anchor::{curve_at, ScaledAudit, ScaledClosed};
 use tracemark_lab::radioactivity::prompts::prompts_after;
 use tracemark_lab::radioactivity::teacher::Teacher;
 use tracemark_lab::radioactivity::{
-    audit_outputs, audit_reading, watermarked_share, window_filter, NullCheck, PromptSets, Sample,
+    audit_outputs, audit_reading, null_table, watermarked_share, window_filter, PromptSets, Sample,
     TeacherSettings,
 };
 use tracemark_model::generate::GenerateOptions;
@@ -64,6 +64,10 @@ struct Args {
     /// Watermarked teacher answers per null key.
     #[arg(long, default_value_t = 3)]
     null_texts: usize,
+    /// Keys under which the ρ = 0 student's closed audits (held-out and larger) are scored
+    /// again: no teacher answers are needed, so this null check can afford many keys.
+    #[arg(long, default_value_t = 200)]
+    closed_null_keys: usize,
     /// Blocks fine-tuned, counted from the top (all their weights, and the final norm); the
     /// embedding and the blocks below are frozen.
     #[arg(long, default_value_t = 4)]
@@ -88,7 +92,8 @@ struct Args {
     student_temperature: f32,
     /// Closed audits past the pilot: each student answers fresh prompts until its
     /// unsupervised closed audit has scored this many tuples (0: skip). The held-out audit is
-    /// the pilot whose power plan this larger audit checks.
+    /// the pilot whose power plan this larger audit checks. The fresh prompts come after those
+    /// of training, held-out and null keys, so `--null-keys` and `--null-texts` change them.
     #[arg(long, default_value_t = 20_000)]
     scale_scored: u64,
     /// ...or until it has answered this many fresh prompts.
@@ -187,10 +192,25 @@ fn main() -> Result<()> {
     let (rows, innocent) = lab.students(&teacher, &texts, &data)?;
     print_table(&rows, &args);
     print_scaled(&rows, &args);
-    if let Some((path, outputs)) = &innocent {
+    if let Some(innocent) = &innocent {
         let null_started = Instant::now();
-        let checks = null_checks(&teacher, path, &load, outputs, &data.null_sets)?;
-        print_null_checks(&checks, data.null_sets.len(), args.null_texts);
+        if !data.null_sets.is_empty() {
+            let checks = null_checks(&teacher, innocent, &load, &data.null_sets)?;
+            println!(
+                "\nNull checks: {} keys, each with its own {} watermarked teacher answers (read under that key)",
+                data.null_sets.len(),
+                args.null_texts
+            );
+            println!("{}", null_table(&checks));
+        }
+        if !data.closed_null.is_empty() {
+            let checks = closed_null_checks(innocent, &data.closed_null)?;
+            println!(
+                "\nClosed null checks: the ρ = 0 student's own answers scored under {} keys that never saw a text",
+                data.closed_null.len()
+            );
+            println!("{}", null_table(&checks));
+        }
         println!("null checks: {:.0} s", null_started.elapsed().as_secs_f64());
     }
     println!(
@@ -213,6 +233,8 @@ struct TeacherData {
     /// Fresh prompts of the larger closed audits: none of training, held-out or null.
     scale: Vec<String>,
     null_sets: Vec<(GreenList, Vec<Sample>)>,
+    /// Keys of the closed null checks (the first ones are those of `null_sets`).
+    closed_null: Vec<GreenList>,
     seconds: f64,
 }
 
@@ -260,6 +282,9 @@ impl TeacherData {
             let answers = teacher.answers(prompts, Some(&g), &options, progress("null keys"))?;
             null_sets.push((g, answers));
         }
+        let closed_null = (0..args.closed_null_keys)
+            .map(|j| Ok(settings.null_key(j)?.0))
+            .collect::<Result<Vec<_>>>()?;
         Ok(TeacherData {
             green,
             wm,
@@ -267,6 +292,7 @@ impl TeacherData {
             held_out,
             scale,
             null_sets,
+            closed_null,
             seconds: started.elapsed().as_secs_f64(),
         })
     }
@@ -299,8 +325,14 @@ fn clean_examples(
     Ok(out)
 }
 
-/// The ρ = 0 student's file and outputs, for the null checks.
-type Innocent = (PathBuf, StudentOutputs);
+/// The ρ = 0 student, for the null checks.
+struct Innocent {
+    path: PathBuf,
+    /// Its held-out answers and its predictions over our watermarked answers.
+    outputs: StudentOutputs,
+    /// The answers of its larger closed audit (empty without one).
+    scaled_answers: Vec<Sample>,
+}
 
 /// What every student shares.
 struct Lab<'a> {
@@ -347,11 +379,16 @@ impl Lab<'_> {
             let name = format!("ρ = {}%", rho * 100.0);
             let (path, key, seconds) =
                 self.student(&name, self.model_path, &examples, 1, &mut prefix)?;
-            let (row, outputs) = self.audit(&name, &path, &key, data, &served, seconds)?;
-            rows.push(row);
+            let (mut row, outputs) = self.audit(&name, &path, &key, data, &served, seconds)?;
             if rho == 0.0 {
-                innocent = Some((path.clone(), outputs));
+                let scaled = row.scaled.as_mut().and_then(|s| s.audit.answers.take());
+                innocent = Some(Innocent {
+                    path: path.clone(),
+                    outputs,
+                    scaled_answers: scaled.unwrap_or_default(),
+                });
             }
+            rows.push(row);
             if rho == 1.0 {
                 full = Some((path, key));
             }
@@ -533,7 +570,8 @@ impl Lab<'_> {
         let options = PlanOptions::default();
         let planner = Planner::new(Pilot::new(&pilot.header.score, pilot.documents), options)?;
         let filter = window_filter(&data.green, served)?;
-        let mut audit = ScaledAudit::new(&data.green, filter, a.scale_scored, false)?;
+        // The answers are kept for the closed null checks of the ρ = 0 student.
+        let mut audit = ScaledAudit::new(&data.green, filter, a.scale_scored, true)?;
         // Query q (the q-th fresh prompt) is drawn with seed `base + q`, past the pilot's.
         let base = pilot_generate
             .seed
@@ -576,12 +614,12 @@ impl Lab<'_> {
 /// log10 p of each null audit under each null key.
 fn null_checks(
     teacher: &Teacher,
-    innocent: &Path,
+    innocent: &Innocent,
     load: &LoadOptions,
-    outputs: &StudentOutputs,
     null_sets: &[(GreenList, Vec<Sample>)],
 ) -> Result<Vec<(&'static str, Vec<f64>)>> {
-    let student = tracemark_model::llama::Llama::load(innocent, load)?;
+    let outputs = &innocent.outputs;
+    let student = tracemark_model::llama::Llama::load(&innocent.path, load)?;
     let on = AuditOptions::default();
     let names = [
         "ρ=0 student, closed, unsupervised",
@@ -616,29 +654,35 @@ fn null_checks(
     Ok(names.into_iter().zip(values).collect())
 }
 
-fn print_null_checks(checks: &[(&str, Vec<f64>)], keys: usize, texts_per_key: usize) {
-    println!(
-        "\nNull checks: {keys} keys, each with its own {texts_per_key} watermarked teacher answers (read under that key)"
-    );
-    println!(
-        "{:<46} {:>6} {:>5} {:>5} {:>18} {:>18} {:>8}  verdict",
-        "audit", "mean p", "KS p", "KS+ p", "p≤0.05 [95% CI]", "p≤0.01 [95% CI]", "min lg p"
-    );
-    for (name, log10_p) in checks {
-        let c = NullCheck::from_log10_p(log10_p);
-        let rate = |k: u64, ci: (f64, f64)| format!("{}/{} [{:.2}, {:.2}]", k, c.keys, ci.0, ci.1);
-        println!(
-            "{:<46} {:>6.3} {:>5.3} {:>5.3} {:>18} {:>18} {:>8.2}  {}",
-            name,
-            c.mean_p,
-            c.ks_p,
-            c.ks_excess_p,
-            rate(c.flagged_05, c.ci_05),
-            rate(c.flagged_01, c.ci_01),
-            c.min_log10_p,
-            c.verdict()
-        );
+/// log10 p of the ρ = 0 student's closed audits, held-out and larger, under each key of
+/// `keys`; each row is named with its scored tuples (the same under every key).
+fn closed_null_checks(innocent: &Innocent, keys: &[GreenList]) -> Result<Vec<(String, Vec<f64>)>> {
+    let on = AuditOptions::default();
+    let sets = [
+        (
+            "ρ=0 student, closed, held-out answers",
+            &innocent.outputs.answers,
+        ),
+        (
+            "ρ=0 student, closed, larger audit",
+            &innocent.scaled_answers,
+        ),
+    ];
+    let mut rows = Vec::new();
+    for (name, answers) in sets {
+        if answers.is_empty() {
+            continue;
+        }
+        let mut scored = 0;
+        let mut log10_p = Vec::with_capacity(keys.len());
+        for g in keys {
+            let report = audit_outputs(g, answers, None, &on)?;
+            scored = report.header.score.scored;
+            log10_p.push(report.header.score.log10_p_value);
+        }
+        rows.push((format!("{name} ({} tuples)", grouped(scored)), log10_p));
     }
+    Ok(rows)
 }
 
 fn cell(r: &AuditReport) -> String {

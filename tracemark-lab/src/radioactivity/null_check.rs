@@ -78,6 +78,40 @@ impl NullCheck {
     }
 }
 
+/// The null checks as a table, one row per audit (its name and one log10 p per key), with the
+/// legend below; both radioactivity experiments print it.
+pub fn null_table<S: AsRef<str>>(checks: &[(S, Vec<f64>)]) -> String {
+    let width = checks
+        .iter()
+        .map(|(name, _)| name.as_ref().chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(5);
+    let mut out = format!(
+        "{:<width$} {:>6} {:>5} {:>5} {:>20} {:>20} {:>8}  verdict\n",
+        "audit", "mean p", "KS p", "KS+ p", "p≤0.05 [95% CI]", "p≤0.01 [95% CI]", "min lg p"
+    );
+    for (name, log10_p) in checks {
+        let c = NullCheck::from_log10_p(log10_p);
+        let rate = |k: u64, ci: (f64, f64)| format!("{}/{} [{:.2}, {:.2}]", k, c.keys, ci.0, ci.1);
+        out += &format!(
+            "{:<width$} {:>6.3} {:>5.3} {:>5.3} {:>20} {:>20} {:>8.2}  {}\n",
+            name.as_ref(),
+            c.mean_p,
+            c.ks_p,
+            c.ks_excess_p,
+            rate(c.flagged_05, c.ci_05),
+            rate(c.flagged_01, c.ci_01),
+            c.min_log10_p,
+            c.verdict()
+        );
+    }
+    out += "KS p: two-sided test of uniformity; KS+ p: one-sided, against an excess of small p-values.\n\
+            verdict: FALSE+ when a rate's interval lies above its level or KS+ p < 0.01; conservative when\n\
+            only the two-sided test rejects (exact p-values of small counts run large: no false alarms).";
+    out
+}
+
 fn ks_excess(p: &[f64]) -> f64 {
     if p.is_empty() {
         return 1.0;
@@ -111,5 +145,16 @@ mod tests {
         assert_eq!(bad.verdict(), "FALSE+");
         let conservative = NullCheck::from_log10_p(&[-0.01; 20]);
         assert_eq!(conservative.verdict(), "conservative");
+    }
+
+    #[test]
+    fn null_table_has_a_row_per_audit() {
+        let ok: Vec<f64> = (1..=20).map(|i| (i as f64 / 20.0).log10()).collect();
+        let table = null_table(&[("uniform", ok), ("flagged", vec![-8.0; 20])]);
+        let rows: Vec<&str> = table.lines().collect();
+        assert!(rows[0].starts_with("audit"));
+        assert!(rows[1].starts_with("uniform") && rows[1].ends_with("ok"));
+        assert!(rows[1].contains("1/20 [0.00, 0.25]"));
+        assert!(rows[2].starts_with("flagged") && rows[2].ends_with("FALSE+"));
     }
 }

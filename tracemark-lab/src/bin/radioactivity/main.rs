@@ -21,8 +21,8 @@ use tracemark_lab::radioactivity::anchor::{closed_at_scale, QueryPlan, ScaledClo
 use tracemark_lab::radioactivity::prompts::prompts_after;
 use tracemark_lab::radioactivity::teacher::{Progress, Teacher};
 use tracemark_lab::radioactivity::{
-    audit_outputs, audit_reading, student_answers, student_predictions, train_student,
-    watermarked_share, window_filter, NullCheck, PromptSets, Sample, TeacherSettings,
+    audit_outputs, audit_reading, null_table, student_answers, student_predictions, train_student,
+    watermarked_share, window_filter, PromptSets, Sample, TeacherSettings,
 };
 use tracemark_model::llama::{set_threads, LoadOptions};
 use tracemark_model::reading::top1_predictions;
@@ -630,34 +630,7 @@ fn print_null_checks(checks: &[(String, Vec<f64>)], keys: usize, texts_per_key: 
         keys,
         texts_per_key
     );
-    println!(
-        "{:<50} {:>6} {:>5} {:>5} {:>18} {:>18} {:>8}  verdict",
-        "audit", "mean p", "KS p", "KS+ p", "p≤0.05 [95% CI]", "p≤0.01 [95% CI]", "min lg p"
-    );
-    for (name, log10_p) in checks {
-        let c = NullCheck::from_log10_p(log10_p);
-        println!(
-            "{:<50} {:>6.3} {:>5.3} {:>5.3} {:>18} {:>18} {:>8.2}  {}",
-            name,
-            c.mean_p,
-            c.ks_p,
-            c.ks_excess_p,
-            rate_cell(c.flagged_05, c.keys, c.ci_05),
-            rate_cell(c.flagged_01, c.keys, c.ci_01),
-            c.min_log10_p,
-            c.verdict()
-        );
-    }
-    println!(
-        "KS p: two-sided test of uniformity; KS+ p: one-sided, against an excess of small p-values.\n\
-         verdict: FALSE+ when a rate's interval lies above its level or KS+ p < 0.01; conservative when\n\
-         only the two-sided test rejects (exact p-values of small counts run large: no false alarms)."
-    );
-}
-
-/// "k/n [lo, hi]": keys flagged at a level, with the 95% interval of the rate.
-fn rate_cell(flagged: u64, keys: usize, ci: (f64, f64)) -> String {
-    format!("{}/{} [{:.2}, {:.2}]", flagged, keys, ci.0, ci.1)
+    println!("{}", null_table(checks));
 }
 
 /// Mean fraction of green tokens over the scored tokens of our watermarked answers.
