@@ -43,7 +43,7 @@ fn gumbel_text(key: u64, width: usize, length: usize, salt: u32) -> Vec<u32> {
         let best = (0..500u32)
             .max_by(|&a, &b| {
                 let score = |t: u32| {
-                    let tilt = if (t ^ salt ^ step as u32) % 7 == 0 {
+                    let tilt = if (t ^ salt ^ step as u32).is_multiple_of(7) {
                         0.3
                     } else {
                         0.0
@@ -475,7 +475,7 @@ fn gumbel_words(key: u64, candidates: &[u32], length: usize, salt: u32) -> Vec<u
     let mut tokens = Vec::new();
     for step in 0..length {
         let score = |t: u32| {
-            let tilt = if (t ^ salt ^ step as u32) % 5 == 0 {
+            let tilt = if (t ^ salt ^ step as u32).is_multiple_of(5) {
                 0.2
             } else {
                 0.0

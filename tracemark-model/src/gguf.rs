@@ -112,7 +112,7 @@ pub fn check<R: Read + Seek>(reader: &mut R, len: u64) -> std::result::Result<()
         }
         let dtype = dtype(w.u32()?)?;
         let block = dtype.block_size() as u64;
-        if elements % block != 0 {
+        if !elements.is_multiple_of(block) {
             return Err(format!(
                 "a tensor of {elements} elements is not a whole number of {dtype:?} blocks"
             ));

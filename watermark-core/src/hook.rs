@@ -35,7 +35,7 @@ pub fn apply_watermark_batch<C: AsRef<[u32]>>(
             )))
         };
     }
-    if logits.len() % contexts.len() != 0 {
+    if !logits.len().is_multiple_of(contexts.len()) {
         return Err(Error::BatchShape(format!(
             "{} logits do not split into {} equal rows",
             logits.len(),

@@ -191,13 +191,13 @@ fn check_numbers(raw: &RawConfig) -> Result<(), String> {
     }
     let heads = raw.num_attention_heads;
     let kv_heads = raw.num_key_value_heads.unwrap_or(heads);
-    if kv_heads == 0 || heads % kv_heads != 0 {
+    if kv_heads == 0 || !heads.is_multiple_of(kv_heads) {
         return Err(format!(
             "num_key_value_heads {kv_heads} does not divide num_attention_heads {heads}"
         ));
     }
     let head_dim = raw.hidden_size / heads;
-    if raw.hidden_size % heads != 0 || head_dim % 2 != 0 {
+    if !raw.hidden_size.is_multiple_of(heads) || !head_dim.is_multiple_of(2) {
         return Err(format!(
             "hidden_size {} is not an even head width times num_attention_heads {heads}",
             raw.hidden_size

@@ -119,10 +119,10 @@ impl Linear {
 fn stored_width(dtype: GgmlDType, n: usize, k: usize, repacked: bool) -> usize {
     const SUPERBLOCK: usize = 256;
     const BLOCK: usize = 32;
-    if dtype != GgmlDType::Q8_0 || n % 16 != 0 || !vnni() {
+    if dtype != GgmlDType::Q8_0 || !n.is_multiple_of(16) || !vnni() {
         return k;
     }
-    match (repacked, k % SUPERBLOCK == 0) {
+    match (repacked, k.is_multiple_of(SUPERBLOCK)) {
         (true, _) => k.next_multiple_of(SUPERBLOCK),
         (false, true) => k + BLOCK,
         (false, false) => k,

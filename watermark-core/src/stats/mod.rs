@@ -122,7 +122,7 @@ fn ln_upper_sum(n: u64, g: u64, p: f64, q: f64) -> f64 {
     while k < n {
         term *= ((n - k) as f64 * p) / ((k + 1) as f64 * q);
         k += 1;
-        if (k - g) % 1024 == 0 {
+        if (k - g).is_multiple_of(1024) {
             term = (ln_pmf(n, k, p, q) - l0).exp();
         }
         let t = sum + term;
