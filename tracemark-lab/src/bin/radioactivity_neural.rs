@@ -25,8 +25,8 @@ use tracemark_lab::radioactivity::anchor::{curve_at, ScaledAudit, ScaledClosed};
 use tracemark_lab::radioactivity::prompts::prompts_after;
 use tracemark_lab::radioactivity::teacher::Teacher;
 use tracemark_lab::radioactivity::{
-    audit_outputs, audit_reading, null_table, watermarked_share, window_filter, PromptSets, Sample,
-    TeacherSettings,
+    audit_outputs, audit_reading, closed_under_keys, null_table, watermarked_share, window_filter,
+    PromptSets, Sample, TeacherSettings,
 };
 use tracemark_model::generate::GenerateOptions;
 use tracemark_model::llama::{set_threads, LoadOptions};
@@ -655,9 +655,8 @@ fn null_checks(
 }
 
 /// log10 p of the ρ = 0 student's closed audits, held-out and larger, under each key of
-/// `keys`; each row is named with its scored tuples (the same under every key).
+/// `keys`; each row is named with its scored tuples.
 fn closed_null_checks(innocent: &Innocent, keys: &[GreenList]) -> Result<Vec<(String, Vec<f64>)>> {
-    let on = AuditOptions::default();
     let sets = [
         (
             "ρ=0 student, closed, held-out answers",
@@ -673,13 +672,7 @@ fn closed_null_checks(innocent: &Innocent, keys: &[GreenList]) -> Result<Vec<(St
         if answers.is_empty() {
             continue;
         }
-        let mut scored = 0;
-        let mut log10_p = Vec::with_capacity(keys.len());
-        for g in keys {
-            let report = audit_outputs(g, answers, None, &on)?;
-            scored = report.header.score.scored;
-            log10_p.push(report.header.score.log10_p_value);
-        }
+        let (scored, log10_p) = closed_under_keys(keys, answers)?;
         rows.push((format!("{name} ({} tuples)", grouped(scored)), log10_p));
     }
     Ok(rows)

@@ -42,6 +42,24 @@ pub fn audit_outputs(
     Ok(audit.report())
 }
 
+/// The unsupervised closed audit of `outputs` (a suspect that never saw these keys' texts)
+/// under each of `keys`: one log10 p per key, and the tuples scored, which do not depend on
+/// the key.
+pub fn closed_under_keys<'a>(
+    keys: impl IntoIterator<Item = &'a GreenList>,
+    outputs: &[Sample],
+) -> Result<(u64, Vec<f64>)> {
+    let options = AuditOptions::default();
+    let mut scored = 0;
+    let mut log10_p = Vec::new();
+    for g in keys {
+        let score = audit_outputs(g, outputs, None, &options)?.header.score;
+        scored = score.scored;
+        log10_p.push(score.log10_p_value);
+    }
+    Ok((scored, log10_p))
+}
+
 /// Reading-mode audit: `predictions[j][i]` is the suspect's top-1 for position `i` of
 /// `texts[j]`'s response, read after its prompt.
 pub fn audit_reading(

@@ -17,7 +17,7 @@ mod setup;
 mod students;
 pub mod teacher;
 
-pub use audits::{audit_outputs, audit_reading, window_filter};
+pub use audits::{audit_outputs, audit_reading, closed_under_keys, window_filter};
 pub use null_check::{null_table, NullCheck};
 pub use setup::{PromptSets, TeacherSettings};
 pub use students::{student_answers, student_predictions, train_student};

@@ -21,8 +21,9 @@ use tracemark_lab::radioactivity::anchor::{closed_at_scale, QueryPlan, ScaledClo
 use tracemark_lab::radioactivity::prompts::prompts_after;
 use tracemark_lab::radioactivity::teacher::{Progress, Teacher};
 use tracemark_lab::radioactivity::{
-    audit_outputs, audit_reading, null_table, student_answers, student_predictions, train_student,
-    watermarked_share, window_filter, PromptSets, Sample, TeacherSettings,
+    audit_outputs, audit_reading, closed_under_keys, null_table, student_answers,
+    student_predictions, train_student, watermarked_share, window_filter, PromptSets, Sample,
+    TeacherSettings,
 };
 use tracemark_model::llama::{set_threads, LoadOptions};
 use tracemark_model::reading::top1_predictions;
@@ -180,14 +181,7 @@ fn main() -> Result<()> {
         .and_then(|r| r.anchor.as_ref())
         .and_then(|a| a.answers.as_ref());
     if let Some(innocent) = innocent_at_scale {
-        let log10_p = answers
-            .null_sets
-            .iter()
-            .map(|(g, _)| {
-                let report = audit_outputs(g, innocent, None, &AuditOptions::default())?;
-                Ok::<_, tracemark_lab::radioactivity::Error>(report.header.score.log10_p_value)
-            })
-            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let (_, log10_p) = closed_under_keys(answers.null_sets.iter().map(|(g, _)| g), innocent)?;
         // After the four audits with both rules on.
         checks.insert(
             4,
